@@ -1,0 +1,237 @@
+"""The archive's schema (DESIGN.md §4). Table names are a contract: operators query them.
+
+Normalised so that a play costs a few dozen bytes: `plays` holds integer keys, a
+millisecond timestamp and two small numbers; everything descriptive lives once in the
+catalogue. Integer (not bigint) keys on the hot tables are deliberate: 2 billion users,
+tracks or artists is plenty, and every byte in `plays` is paid a million times per user.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Millisecond precision is part of the identity of a play (SPOTIFY.md: rounding
+# `played_at` to seconds and re-querying creates duplicates).
+TimestampMs = pg.TIMESTAMP(timezone=True, precision=3)
+Timestamp = sa.DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class UserStatus(str, enum.Enum):
+    active = "active"
+    reauth_required = "reauth_required"
+    paused = "paused"
+    deactivated = "deactivated"
+
+
+class Plan(str, enum.Enum):
+    free = "free"
+    pro = "pro"
+
+
+class Role(str, enum.Enum):
+    member = "member"
+    admin = "admin"
+
+
+class PlaySource(enum.IntEnum):
+    """Where a play came from; a smallint in `plays.source`."""
+
+    poll = 1  # recently-played API
+    extended_history = 2  # Streaming_History_Audio_*.json / endsong_*.json
+    account_data = 3  # StreamingHistory_music_*.json (names only, minute precision)
+
+
+def _values(enum_cls) -> str:
+    return ", ".join(f"'{m.value}'" for m in enum_cls)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN ({_values(UserStatus)})", name="status"),
+        sa.CheckConstraint(f"plan IN ({_values(Plan)})", name="plan"),
+        sa.CheckConstraint(f"role IN ({_values(Role)})", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    # The identity Spotify tells us to link accounts by: `account_id` when /v1/me has
+    # it, else the legacy `id`. `spotify_user_id` keeps the legacy id for reference.
+    spotify_id: Mapped[str] = mapped_column(sa.Text, unique=True)
+    spotify_user_id: Mapped[str | None] = mapped_column(sa.Text)
+    display_name: Mapped[str] = mapped_column(sa.Text)
+    avatar_url: Mapped[str | None] = mapped_column(sa.Text)
+    timezone: Mapped[str] = mapped_column(sa.Text, server_default="UTC")
+    plan: Mapped[str] = mapped_column(sa.Text, server_default=Plan.free.value)
+    role: Mapped[str] = mapped_column(sa.Text, server_default=Role.member.value)
+    founding_member: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    status: Mapped[str] = mapped_column(sa.Text, server_default=UserStatus.active.value)
+    # When the user last granted consent; Spotify refresh tokens die 6 months later.
+    authorized_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_login_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    preferences: Mapped[dict] = mapped_column(pg.JSONB, server_default=sa.text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now(), onupdate=sa.func.now())
+
+    token: Mapped[SpotifyToken | None] = relationship(back_populates="user", uselist=False, passive_deletes=True)
+    archive_state: Mapped[ArchiveState | None] = relationship(back_populates="user", uselist=False, passive_deletes=True)
+
+    # flask-login protocol
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class SpotifyToken(Base):
+    """OAuth tokens, encrypted (app/crypto.py); never logged, never rendered."""
+
+    __tablename__ = "spotify_tokens"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    access_token_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    refresh_token_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    scope: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now(), onupdate=sa.func.now())
+
+    user: Mapped[User] = relationship(back_populates="token")
+
+
+class ArchiveState(Base):
+    """Per-user polling state: cursor, schedule, failures and the circuit breaker."""
+
+    __tablename__ = "archive_state"
+    __table_args__ = (
+        # The dispatcher's query: due users, soonest first.
+        sa.Index("ix_archive_state_next_poll_at", "next_poll_at"),
+    )
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    cursor_played_at: Mapped[datetime | None] = mapped_column(TimestampMs)  # newest play archived
+    next_poll_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+    poll_interval_s: Mapped[int | None] = mapped_column(sa.Integer)
+    last_poll_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_success_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    consecutive_failures: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_failure_kind: Mapped[str | None] = mapped_column(sa.Text)
+    last_failure_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_failure_message: Mapped[str | None] = mapped_column(sa.Text)
+    circuit_open_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    notifications_sent: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_notified_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    user: Mapped[User] = relationship(back_populates="archive_state")
+
+
+# --- catalogue ---------------------------------------------------------------------------
+# Spotify ids are unique when known. Rows created by an import before enrichment may
+# carry names only (spotify_id NULL) and are merged once enrichment resolves them.
+
+
+class Artist(Base):
+    __tablename__ = "artists"
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    image_url: Mapped[str | None] = mapped_column(sa.Text)
+    genres: Mapped[list[str] | None] = mapped_column(pg.ARRAY(sa.Text))
+    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+
+
+class Album(Base):
+    __tablename__ = "albums"
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    album_type: Mapped[str | None] = mapped_column(sa.Text)
+    release_date: Mapped[str | None] = mapped_column(sa.Text)  # "1998", "1998-07" or "1998-07-14"
+    release_date_precision: Mapped[str | None] = mapped_column(sa.Text)
+    total_tracks: Mapped[int | None] = mapped_column(sa.Integer)
+    image_url: Mapped[str | None] = mapped_column(sa.Text)
+    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+
+
+class Track(Base):
+    __tablename__ = "tracks"
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    album_id: Mapped[int | None] = mapped_column(sa.ForeignKey("albums.id"), index=True)
+    duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    explicit: Mapped[bool | None] = mapped_column(sa.Boolean)
+    isrc: Mapped[str | None] = mapped_column(sa.Text)
+    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+
+
+class TrackArtist(Base):
+    """Ordered many-to-many: position 0 is the primary artist."""
+
+    __tablename__ = "track_artists"
+
+    track_id: Mapped[int] = mapped_column(sa.ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    artist_id: Mapped[int] = mapped_column(sa.ForeignKey("artists.id"), index=True)
+
+
+class Play(Base):
+    """One play. The primary key (user_id, played_at, track_id) is the uniqueness rule
+    *and* the index for range scans by (user_id, played_at): one index, not two."""
+
+    __tablename__ = "plays"
+
+    # Column order is storage order: the 8-byte timestamp first avoids alignment padding.
+    played_at: Mapped[datetime] = mapped_column(TimestampMs)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    track_id: Mapped[int] = mapped_column(sa.ForeignKey("tracks.id"))
+    ms_played: Mapped[int | None] = mapped_column(sa.Integer)
+    source: Mapped[int] = mapped_column(sa.SmallInteger)
+
+    __table_args__ = (sa.PrimaryKeyConstraint("user_id", "played_at", "track_id", name="pk_plays"),)
+
+
+class Gap(Base):
+    """An interval in which plays may have been lost (more than 50 between two polls)."""
+
+    __tablename__ = "gaps"
+    __table_args__ = (sa.Index("ix_gaps_user_id_starts_at", "user_id", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime] = mapped_column(TimestampMs)  # cursor before the poll
+    ends_at: Mapped[datetime] = mapped_column(TimestampMs)  # oldest play the poll returned
+    reason: Mapped[str] = mapped_column(sa.Text)
+    detected_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+    filled_at: Mapped[datetime | None] = mapped_column(Timestamp)  # set when an import covers it
