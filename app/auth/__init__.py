@@ -1,0 +1,42 @@
+"""Sign-in with Spotify: the OAuth authorization-code flow (authlib), sessions
+(flask-login), and creating or updating the user from their Spotify profile."""
+
+from __future__ import annotations
+
+from authlib.integrations.flask_client import OAuth
+from flask import Flask
+from flask_login import LoginManager
+
+from ..config import Settings
+from ..db import get_session
+from ..models import User
+from .routes import bp
+
+# The one scope archival needs; asking for less than everything is a courtesy users notice.
+SCOPES = "user-read-recently-played"
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    login_manager = LoginManager(app)
+    login_manager.login_view = "pages.landing"
+    login_manager.login_message = "Sign in with Spotify to see your archive."
+    login_manager.login_message_category = "info"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        if not user_id.isdigit():
+            return None
+        return get_session().get(User, int(user_id))
+
+    # One OAuth registry per app, so tests can run apps pointed at different simulators.
+    oauth = OAuth(app)
+    oauth.register(
+        name="spotify",
+        client_id=settings.spotify_client_id,
+        client_secret=settings.spotify_client_secret,
+        authorize_url=f"{settings.spotify_accounts_url}/authorize",
+        access_token_url=f"{settings.spotify_accounts_url}/api/token",
+        client_kwargs={"scope": SCOPES, "token_endpoint_auth_method": "client_secret_basic", "timeout": 20},
+    )
+    app.extensions["spotify_oauth"] = oauth
+    app.register_blueprint(bp)

@@ -1,0 +1,53 @@
+"""Site-wide pages: the landing page, and friendly pages for every error a visitor can hit."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def landing():
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.index"))
+    return render_template("landing.html")
+
+
+def problem(title: str, message: str, *, status: int, action: tuple[str, str] | None = None):
+    """A friendly page (or, for an HTMX request, a fragment) explaining what went wrong."""
+    template = "_problem.html" if getattr(request, "htmx", False) else "problem.html"
+    return render_template(template, title=title, message=message, action=action), status
+
+
+@bp.app_errorhandler(CSRFError)
+def csrf_error(exc: CSRFError):
+    return problem("This page has expired",
+                   "For your safety the form could not be sent (its security token is missing or stale). "
+                   "Reload the page and try again.", status=400)
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    messages = {
+        404: ("Page not found", "There is nothing at this address."),
+        405: ("Not allowed", "That action cannot be done from here."),
+        413: ("Upload too large", "The file is larger than this server accepts."),
+    }
+    title, message = messages.get(exc.code or 500, (exc.name, exc.description or ""))
+    return problem(title, message, status=exc.code or 500)
+
+
+@bp.app_errorhandler(Exception)
+def unexpected_error(exc: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return problem("Something went wrong on our side",
+                   "The error has been logged. Please try again; if it keeps happening, tell the admin of this instance.",
+                   status=500)
+

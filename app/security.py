@@ -1,0 +1,65 @@
+"""Security defaults applied to every response and every state-changing request.
+
+* CSRF: Flask-WTF checks a token on every POST/PUT/PATCH/DELETE. Forms carry it as a
+  hidden field; HTMX requests carry it in the `X-CSRFToken` header, which base.html
+  sets for the whole page with `hx-headers`. Tokens live as long as the session rather
+  than Flask-WTF's default hour, so a page left open overnight still works.
+* Content Security Policy without 'unsafe-inline' for scripts or styles: the templates
+  load only /static files, and htmx is configured (meta tag) not to inject its own style
+  element or evaluate strings.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, request
+from flask_wtf.csrf import CSRFProtect
+
+from .config import Settings
+
+csrf = CSRFProtect()
+
+# Spotify serves cover art and artist images from these hosts.
+SPOTIFY_IMAGE_HOSTS = "https://i.scdn.co https://*.scdn.co https://*.spotifycdn.com"
+
+
+def content_security_policy(settings: Settings) -> str:
+    img_src = f"'self' data: {SPOTIFY_IMAGE_HOSTS}"
+    if settings.demo_mode:
+        api = urlsplit(settings.spotify_api_url)
+        img_src += f" {api.scheme}://{api.netloc}"  # the simulator's generated covers
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        f"img-src {img_src}",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's lifetime
+    csrf.init_app(app)
+    csp = content_security_policy(settings)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", csp)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if request.is_secure:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if response.mimetype == "text/html":
+            # Pages show personal data: never let a shared cache keep them.
+            headers.setdefault("Cache-Control", "no-store")
+        return response
