@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from app import create_app
 from app.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, ROOT, load_settings
 from app.embedded_pg import create_database, ensure_server
 from app.migrate import upgrade
+from app.runner import wait_for_200
 from app.simulator import World, create_simulator
 from app.simulator.world import SimConfig
 
@@ -223,6 +225,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RunningApp:
+    """`audiospective run --demo` as a separate process, as a newcomer starts it."""
+
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None):
+        self.port, self.simulator_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "SPOTIFY_", "SECRET_KEY",
+                                                                          "TOKEN_ENCRYPTION_KEY", "PORT"))}
+        env.update(AUDIOSPECTIVE_DATA_DIR=str(data_dir), **(extra_env or {}))
+        self.log = data_dir.parent / "run.log"
+        self._log_file = open(self.log, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "run", "--demo", "--port", str(self.port),
+             "--simulator-port", str(self.simulator_port), "--web-workers", "1"],
+            env=env, cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
+        )
+        self.startup_s = wait_for_200(f"{self.url}/healthz", lambda: self.process.poll() is None, timeout=60)
+        assert self.startup_s is not None, f"/healthz not 200 within 60 s:\n{self.output()}"
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(60)
+        self._log_file.close()
+        return code
 
 
 # --- browser -------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import cli
-from test_run import RunningApp
+from conftest import RunningApp, cli
 
 
 @pytest.fixture(scope="module")

@@ -6,50 +6,15 @@ with the simulator, web and worker; then the browser journey through sign-in.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from app.config import ROOT
-from app.runner import wait_for_200
-from conftest import free_port
+from conftest import RunningApp
 
 SCREENSHOTS = ROOT / "test-artifacts"
-
-
-class RunningApp:
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None):
-        self.port, self.simulator_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "SPOTIFY_", "SECRET_KEY",
-                                                                          "TOKEN_ENCRYPTION_KEY", "PORT"))}
-        env.update(AUDIOSPECTIVE_DATA_DIR=str(data_dir), **(extra_env or {}))
-        self.log = data_dir.parent / "run.log"
-        self._log_file = open(self.log, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "run", "--demo", "--port", str(self.port),
-             "--simulator-port", str(self.simulator_port), "--web-workers", "1"],
-            env=env, cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
-        )
-        self.startup_s = wait_for_200(f"{self.url}/healthz", lambda: self.process.poll() is None, timeout=60)
-        assert self.startup_s is not None, f"/healthz not 200 within 60 s:\n{self.output()}"
-
-    def output(self) -> str:
-        self._log_file.flush()
-        return self.log.read_text()
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(60)
-        self._log_file.close()
-        return code
 
 
 @pytest.fixture(scope="module")
