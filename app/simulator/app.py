@@ -20,7 +20,7 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from ..config import ROOT
 from .catalogue import SimAlbum, SimArtist, SimTrack
 from .listening import SimPlay
-from .world import SPOTIFY_SCOPES, FaultRule, SimConfig, World, iso_ms
+from .world import APP_ACCOUNT, SPOTIFY_SCOPES, FaultRule, SimConfig, World, iso_ms
 
 BATCH_LIMITS = {"tracks": 50, "albums": 20, "artists": 50}
 
@@ -68,21 +68,24 @@ def create_simulator(world: World) -> Flask:
             return api_error(401, "Invalid access token")
         return None
 
-    def authenticate(endpoint: str, scope_needed: str | None = None):
+    def authenticate(endpoint: str, scope_needed: str | None = None, *, user_token: bool = True):
         """(account, None) or (None, error response), applying faults first."""
         latency()
         world.count(f"api:{endpoint}")
+        world.log_request(endpoint)
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return None, api_error(401, "No token provided")
         account, error, scope = world.account_for_access_token(header[7:])
         if account is None:
             return None, api_error(401, error or "Invalid access token")
-        world.count(f"api:{endpoint}", account.key)
+        if user_token and account is APP_ACCOUNT:
+            return None, api_error(401, "This endpoint needs a user's access token")
+        world.count(f"api:{endpoint}:{account.key}")
         fault = apply_fault(account.key, endpoint)
         if fault is not None:
             return None, fault
-        if not account.allow_listed:
+        if account is not APP_ACCOUNT and not account.allow_listed:
             return None, api_error(403, "User not registered in the Developer Dashboard")
         if scope_needed and scope_needed not in scope.split():
             return None, api_error(403, "Insufficient client scope")
@@ -143,6 +146,9 @@ def create_simulator(world: World) -> Flask:
         if grant_type == "authorization_code":
             world.count("token:authorization_code")
             body, error = world.redeem_code(request.form.get("code", ""), request.form.get("redirect_uri", ""))
+        elif grant_type == "client_credentials":
+            world.count("token:client_credentials")
+            body, error = world.app_token(), None
         elif grant_type == "refresh_token":
             world.count("token:refresh")
             fault = apply_fault(None, "token")
@@ -193,13 +199,7 @@ def create_simulator(world: World) -> Flask:
             return api_error(400, "Invalid limit")
         if after is not None and before is not None:
             return api_error(400, "Only one of after and before may be given")
-        now = world.clock.now_ms()
-        items = world.recent_visible(account, now)
-        if after is not None:
-            items = [p for p in items if p.played_at_ms > after]
-        if before is not None:
-            items = [p for p in items if p.played_at_ms < before]
-        page = items[:limit]
+        page = world.recently_played(account, world.clock.now_ms(), limit=limit, after=after, before=before)
         url = f"{base_url()}/v1/me/player/recently-played"
         body = {
             "items": [_play_json(world, p, base_url()) for p in page],
@@ -212,7 +212,7 @@ def create_simulator(world: World) -> Flask:
         return jsonify(body)
 
     def catalogue_single(kind: str, spotify_id: str):
-        account, error = authenticate(f"{kind}_single")
+        account, error = authenticate(f"{kind}_single", user_token=False)
         if error:
             return error
         index = world.catalogue.lookup(kind, spotify_id)
@@ -221,7 +221,7 @@ def create_simulator(world: World) -> Flask:
         return jsonify(_catalogue_json(world, kind, index, base_url()))
 
     def catalogue_batch(kind: str):
-        account, error = authenticate(f"{kind}_batch")
+        account, error = authenticate(f"{kind}_batch", user_token=False)
         if error:
             return error
         if not world.config.batch_endpoints:
@@ -356,13 +356,26 @@ def create_simulator(world: World) -> Flask:
             ],
         })
 
+    @sim.post("/_sim/accounts/<key>/grant")
+    def grant(key: str):
+        """Tokens for an account without the consent round trip (tests, benchmarks)."""
+        account = world.account(key) or abort(404, f"no account {key!r}")
+        return jsonify(world.grant_for(account))
+
     @sim.get("/_sim/stats")
     def stats():
         return jsonify(dict(world.stats))
 
+    @sim.get("/_sim/requests")
+    def requests_log():
+        """API requests received since `since` (Unix seconds, wall clock): [[time, endpoint], ...]."""
+        since = float(request.args.get("since", 0))
+        return jsonify([[t, endpoint] for t, endpoint in list(world.requests) if t >= since])
+
     @sim.post("/_sim/stats/reset")
     def stats_reset():
         world.stats.clear()
+        world.requests.clear()
         return jsonify({})
 
     @sim.errorhandler(400)

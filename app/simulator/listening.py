@@ -142,6 +142,13 @@ class Listening:
                 track = self._next_track(rng, track, album_run, favourites)
         return tuple(plays)
 
+    @lru_cache(maxsize=50_000)
+    def visible_day(self, listener_key: str, profile: str, tz_offset_min: int,
+                    day: int) -> tuple[tuple[SimPlay, ...], list[int]]:
+        """The reported plays of a day, oldest first, with their end times for bisecting."""
+        plays = tuple(p for p in self.day(listener_key, profile, tz_offset_min, day) if p.visible)
+        return plays, [p.played_at_ms for p in plays]
+
     def _favourites(self, listener_key: str) -> tuple[int, ...]:
         rng = random.Random(f"{self.seed}:favourites:{listener_key}")
         return tuple(self.catalogue.popular_track(rng) for _ in range(60))

@@ -7,12 +7,13 @@ product talks to it over real HTTP.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -69,6 +70,10 @@ def generated_accounts(n: int, seed: int, profiles: tuple[str, ...] = PROFILES) 
     ]
 
 
+APP = "(app)"  # the account key of client-credentials grants
+APP_ACCOUNT = SimAccount(id=APP, display_name="(app token)", profile="light", account_id=None)
+
+
 class SimClock:
     """Real time by default; can be offset, frozen and advanced (virtual time)."""
 
@@ -115,7 +120,8 @@ class FaultRule:
     kinds: rate_limit (429 + Retry-After), server_error (status, default 503),
     timeout (hold the request `delay_s`, then 504), slow (hold `delay_s`, then answer),
     malformed (200 with a broken body), unauthorized (401), revoked (refresh -> invalid_grant
-    and API 401 from then on), late_plays (plays appear `delay_s` after they end).
+    and API 401 from then on), late_plays (a `fraction` of the plays ending between
+    `from_ms` and `to_ms`, or at any time if those are unset, appear up to `delay_s` late).
     """
 
     kind: str
@@ -125,6 +131,8 @@ class FaultRule:
     status: int = 503
     delay_s: float = 0.0
     fraction: float = 1.0  # late_plays: the share of plays that arrive late
+    from_ms: int | None = None  # late_plays: the incident's window
+    to_ms: int | None = None
     endpoints: tuple[str, ...] = ()  # empty: every API endpoint; else names like "recently_played"
 
     KINDS = ("rate_limit", "server_error", "timeout", "slow", "malformed", "unauthorized", "revoked", "late_plays")
@@ -133,7 +141,8 @@ class FaultRule:
     def from_json(cls, data: dict) -> FaultRule:
         if data.get("kind") not in cls.KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(cls.KINDS)}")
-        allowed = {"kind", "probability", "remaining", "retry_after", "status", "delay_s", "fraction", "endpoints"}
+        allowed = {"kind", "probability", "remaining", "retry_after", "status", "delay_s", "fraction", "endpoints",
+                   "from_ms", "to_ms"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
@@ -180,6 +189,7 @@ class World:
         self.clock = SimClock()
         self.config = SimConfig(client_id=client_id, client_secret=client_secret)
         self.stats: Counter[str] = Counter()
+        self.requests: deque[tuple[float, str]] = deque(maxlen=200_000)
         self._lock = threading.RLock()
         self._codes: dict[str, tuple[str, str, str, int]] = {}  # code -> (account, redirect_uri, scope, expiry)
         self._access: dict[str, _Grant] = {}
@@ -212,26 +222,47 @@ class World:
         found: list[SimPlay] = []
         day = (now_ms + account.tz_offset_min * 60_000) // DAY_MS
         for _ in range(MAX_LOOKBACK_DAYS):
-            for play in reversed(self._day(account, day)):
-                if play.visible and play.played_at_ms <= now_ms and self.appears_at(play, late) <= now_ms:
-                    found.append(play)
+            plays, ends = self._visible_day(account, day)
+            upto = bisect.bisect_right(ends, now_ms)
+            if late is None:
+                # Days never overlap, so the newest plays of this day precede all earlier days'.
+                found.extend(reversed(plays[max(0, upto - (limit - len(found))):upto]))
+            else:
+                found.extend(p for p in reversed(plays[:upto]) if self.appears_at(p, late) <= now_ms)
             if len(found) >= limit:
-                break
+                break  # every play of an earlier day is older than all of these
             day -= 1
-        # Late arrivals can make a later day's list out of order with an earlier one.
-        found.sort(key=lambda p: p.played_at_ms, reverse=True)
         return found[:limit]
+
+    def recently_played(self, account: SimAccount, now_ms: int, *, limit: int = 50, after: int | None = None,
+                        before: int | None = None) -> list[SimPlay]:
+        """Spotify's recently-played page: only the last 50 reported plays exist; `after`
+        and `before` filter within them; newest first; at most `limit`."""
+        items = self.recent_visible(account, now_ms)
+        if after is not None:
+            items = [p for p in items if p.played_at_ms > after]
+        if before is not None:
+            items = [p for p in items if p.played_at_ms < before]
+        return items[:limit]
 
     def appears_at(self, play: SimPlay, late: FaultRule | None) -> int:
         if late is None:
             return play.played_at_ms
-        digest = hashlib.blake2b(f"{play.played_at_ms}:{play.track_index}".encode(), digest_size=4).digest()
-        if int.from_bytes(digest, "big") / 2**32 < late.fraction:
-            return play.played_at_ms + int(late.delay_s * 1000)
+        if (late.from_ms is not None and play.played_at_ms < late.from_ms) or (
+                late.to_ms is not None and play.played_at_ms >= late.to_ms):
+            return play.played_at_ms
+        digest = hashlib.blake2b(f"{play.played_at_ms}:{play.track_index}".encode(), digest_size=8).digest()
+        roll, spread = digest[:4], digest[4:]
+        if int.from_bytes(roll, "big") / 2**32 < late.fraction:
+            # Delays spread over (0, delay_s]: incidents hold plays back by varying amounts.
+            return play.played_at_ms + int(late.delay_s * 1000 * (0.1 + 0.9 * int.from_bytes(spread, "big") / 2**32))
         return play.played_at_ms
 
     def _day(self, account: SimAccount, day: int) -> tuple[SimPlay, ...]:
         return self.listening.day(account.key, account.profile, account.tz_offset_min, day)
+
+    def _visible_day(self, account: SimAccount, day: int) -> tuple[tuple[SimPlay, ...], list[int]]:
+        return self.listening.visible_day(account.key, account.profile, account.tz_offset_min, day)
 
     # --- OAuth -------------------------------------------------------------------------
 
@@ -262,6 +293,8 @@ class World:
     def refresh(self, refresh_token: str) -> tuple[dict, None] | tuple[None, str]:
         with self._lock:
             grant = self._refresh.get(refresh_token)
+            if grant is not None:
+                self.stats[f"token:refresh:{grant.account_key}"] += 1
             if grant is None or grant.revoked:
                 return None, "Invalid refresh token"
             if self.clock.now_ms() - grant.authorized_at_ms > self.config.refresh_token_lifetime_s * 1000:
@@ -277,6 +310,10 @@ class World:
                 body["refresh_token"] = new_refresh
             return body, None
 
+    def app_token(self) -> dict:
+        """Client-credentials grant: an app token, good for catalogue endpoints only."""
+        return self._new_access(_Grant(APP, "", authorized_at_ms=self.clock.now_ms()))
+
     def _new_access(self, grant: _Grant) -> dict:
         token = secrets.token_urlsafe(32)
         ttl = self.config.access_token_ttl_s
@@ -285,13 +322,16 @@ class World:
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": grant.scope}
 
     def account_for_access_token(self, token: str) -> tuple[SimAccount | None, str | None, str]:
-        """(account, error message, scope) for a bearer token."""
+        """(account, error message, scope) for a bearer token; the account is APP_ACCOUNT
+        for an app (client-credentials) token."""
         with self._lock:
             grant = self._access.get(token)
         if grant is None or grant.revoked:
             return None, "Invalid access token", ""
         if grant.expires_at_ms <= self.clock.now_ms():
             return None, "The access token expired", ""
+        if grant.account_key == APP:
+            return APP_ACCOUNT, None, ""
         if self._revoked_by_fault(grant.account_key):
             return None, "Invalid access token", ""
         return self.accounts.get(grant.account_key), None, grant.scope
@@ -353,6 +393,18 @@ class World:
                     for k, rules in self._faults.items()}
 
     # --- counters ------------------------------------------------------------------------
+
+    def log_request(self, endpoint: str) -> None:
+        """When each API request arrived (wall clock): tests check nothing reached Spotify
+        during a rate-limit pause."""
+        self.requests.append((time.time(), endpoint))
+
+    def grant_for(self, account: SimAccount, scope: str = "user-read-recently-played") -> dict:
+        """Tokens as if the account had just consented (a shortcut for tests and benchmarks)."""
+        code = self.issue_code(account, "http://127.0.0.1/", scope)
+        body, error = self.redeem_code(code, "http://127.0.0.1/")
+        assert error is None
+        return body
 
     def count(self, name: str, account_key: str | None = None) -> None:
         with self._lock:
