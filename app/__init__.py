@@ -21,7 +21,8 @@ from .spotify.client import SpotifyClient
 from .spotify.tokens import TokenService
 
 
-def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
+def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None,
+               pool_size: int = 10) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
 
@@ -41,7 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     if test_config:
         app.config.update(test_config)
 
-    database = db.Database(db.resolve_database_url(settings))
+    database = db.Database(db.resolve_database_url(settings), pool_size=pool_size)
     db.init_app(app, database)
     cipher = TokenCipher(settings.token_encryption_keys)
     spotify = SpotifyClient.from_settings(settings)

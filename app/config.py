@@ -45,6 +45,39 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class FailureRule:
+    """How one class of failure opens a user's circuit (see app/archival/failures.py)."""
+
+    base_s: int  # cooldown after the circuit opens
+    cap_s: int  # cooldown never grows beyond this
+    deactivate_after: int  # consecutive failures of this class that deactivate the user
+
+
+@dataclass(frozen=True)
+class ArchivalSettings:
+    # Poll-interval bounds per plan, in seconds, and a floor no plan goes below.
+    free_interval_s: tuple[int, int] = (5 * 60, 60 * 60)
+    pro_interval_s: tuple[int, int] = (2 * 60, 30 * 60)
+    global_min_interval_s: int = 2 * 60
+    failures: dict[str, FailureRule] = field(default_factory=lambda: dict(DEFAULT_FAILURE_RULES))
+    max_cooldown_multiplier: int = 8
+    # App-wide Spotify request budget over Spotify's rolling 30 s window, and the share of
+    # it that enrichment may never touch (polling comes first).
+    requests_per_30s: int = 150
+    polling_reserve: float = 0.3
+    users_per_job: int = 25
+
+
+DEFAULT_FAILURE_RULES = {
+    "auth": FailureRule(30 * 60, 4 * 3600, 3),
+    "network": FailureRule(10 * 60, 3600, 8),
+    "spotify_5xx": FailureRule(10 * 60, 3600, 15),
+    "bad_data": FailureRule(15 * 60, 2 * 3600, 10),
+    "unknown": FailureRule(20 * 60, 3 * 3600, 7),
+}
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None  # None: use the embedded Postgres
     secret_key: str
@@ -58,6 +91,10 @@ class Settings:
     data_dir: Path
     log_level: str = "INFO"
     generated_secrets: tuple[str, ...] = field(default=())
+    archival: ArchivalSettings = field(default_factory=ArchivalSettings)
+    # Worker liveness: heartbeat period, and how long silence means a worker is gone.
+    worker_heartbeat_s: float = 10.0
+    stalled_after_s: float = 60.0
 
     @property
     def demo_mode(self) -> bool:
@@ -143,6 +180,22 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("LOG_LEVEL is malformed: use DEBUG, INFO, WARNING or ERROR")
 
+    archival = ArchivalSettings(
+        free_interval_s=_parse_minutes_range("POLL_INTERVAL_FREE", get("POLL_INTERVAL_FREE"), (5, 60)),
+        pro_interval_s=_parse_minutes_range("POLL_INTERVAL_PRO", get("POLL_INTERVAL_PRO"), (2, 30)),
+        global_min_interval_s=int(_parse_number("POLL_INTERVAL_MIN_MINUTES", get("POLL_INTERVAL_MIN_MINUTES"), 2,
+                                                minimum=0.1) * 60),
+        failures={kind: _parse_failure_rule(kind, get(f"FAILURE_{kind.upper()}"), rule)
+                  for kind, rule in DEFAULT_FAILURE_RULES.items()},
+        max_cooldown_multiplier=int(_parse_number("FAILURE_MAX_MULTIPLIER", get("FAILURE_MAX_MULTIPLIER"), 8,
+                                                  minimum=1)),
+        requests_per_30s=int(_parse_number("SPOTIFY_REQUESTS_PER_30S", get("SPOTIFY_REQUESTS_PER_30S"), 150,
+                                           minimum=1)),
+        polling_reserve=_parse_number("SPOTIFY_POLLING_RESERVE", get("SPOTIFY_POLLING_RESERVE"), 0.3,
+                                      minimum=0, maximum=1),
+        users_per_job=int(_parse_number("POLL_USERS_PER_JOB", get("POLL_USERS_PER_JOB"), 25, minimum=1)),
+    )
+
     return Settings(
         database_url=database_url,
         secret_key=secret_key,
@@ -156,6 +209,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
         data_dir=data_dir,
         log_level=log_level,
         generated_secrets=tuple(generated),
+        archival=archival,
+        worker_heartbeat_s=_parse_number("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS"), 10, minimum=0.5),
+        stalled_after_s=_parse_number("WORKER_STALLED_AFTER_SECONDS", get("WORKER_STALLED_AFTER_SECONDS"), 60,
+                                      minimum=1),
     )
 
 
@@ -220,6 +277,55 @@ def _parse_redirect_uri(raw: str) -> str:
     if parts.path.rstrip("/") != CALLBACK_PATH:
         raise ConfigError(f"SPOTIFY_REDIRECT_URI is malformed: its path must be {CALLBACK_PATH}")
     return raw
+
+
+def _parse_number(name: str, raw: str | None, default: float, *, minimum: float | None = None,
+                  maximum: float | None = None) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} is malformed: {raw!r} is not a number") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ConfigError(f"{name} is malformed: must be {bounds}")
+    return value
+
+
+def _parse_minutes_range(name: str, raw: str | None, default: tuple[int, int]) -> tuple[int, int]:
+    """'5-60' (minutes) -> (300, 3600)."""
+    if raw is None:
+        low, high = default
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*", raw)
+        if not match or not 0 < float(match.group(1)) <= float(match.group(2)):
+            raise ConfigError(f"{name} is malformed: expected MIN-MAX in minutes, such as 5-60")
+        low, high = float(match.group(1)), float(match.group(2))
+    return int(low * 60), int(high * 60)
+
+
+_DURATION = re.compile(r"^(\d+)([smh])$")
+
+
+def _duration_s(text: str) -> int | None:
+    match = _DURATION.match(text.strip())
+    if not match:
+        return None
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _parse_failure_rule(kind: str, raw: str | None, default: FailureRule) -> FailureRule:
+    """'30m/4h/3': cooldown base / cooldown cap / deactivate after N consecutive failures."""
+    if raw is None:
+        return default
+    name = f"FAILURE_{kind.upper()}"
+    parts = raw.split("/")
+    if len(parts) == 3:
+        base, cap = _duration_s(parts[0]), _duration_s(parts[1])
+        if base and cap and base <= cap and parts[2].strip().isdigit() and int(parts[2]) >= 1:
+            return FailureRule(base, cap, int(parts[2]))
+    raise ConfigError(f"{name} is malformed: expected BASE/CAP/DEACTIVATE_AFTER such as 10m/1h/8")
 
 
 # --- locally generated secrets ---------------------------------------------------------

@@ -26,7 +26,7 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 5):
+    def __init__(self, url: str, *, pool_size: int = 10):
         self.url = url  # psycopg form (postgresql://…), also what procrastinate connects with
         self.engine = sa.create_engine(
             sqlalchemy_url(url),

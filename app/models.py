@@ -146,6 +146,13 @@ class ArchiveState(Base):
     circuit_open_until: Mapped[datetime | None] = mapped_column(Timestamp)
     notifications_sent: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     last_notified_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Cadence memory (app/archival/cadence.py): the fastest listening seen, and when
+    # plays last arrived late.
+    peak_per_hour: Mapped[float | None] = mapped_column(sa.Float)
+    peak_observed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    late_seen_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Set when the dispatcher hands the user to a poll job; a lease against re-dispatch.
+    dispatched_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     user: Mapped[User] = relationship(back_populates="archive_state")
 
@@ -164,6 +171,7 @@ class Artist(Base):
     image_url: Mapped[str | None] = mapped_column(sa.Text)
     genres: Mapped[list[str] | None] = mapped_column(pg.ARRAY(sa.Text))
     enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    missing_at: Mapped[datetime | None] = mapped_column(Timestamp)  # Spotify said: no such artist
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
 
 
@@ -178,7 +186,9 @@ class Album(Base):
     release_date_precision: Mapped[str | None] = mapped_column(sa.Text)
     total_tracks: Mapped[int | None] = mapped_column(sa.Integer)
     image_url: Mapped[str | None] = mapped_column(sa.Text)
+    label: Mapped[str | None] = mapped_column(sa.Text)
     enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    missing_at: Mapped[datetime | None] = mapped_column(Timestamp)  # Spotify said: no such album
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
 
 
@@ -235,3 +245,28 @@ class Gap(Base):
     reason: Mapped[str] = mapped_column(sa.Text)
     detected_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     filled_at: Mapped[datetime | None] = mapped_column(Timestamp)  # set when an import covers it
+
+
+class ApiBudget(Base):
+    """The app-wide Spotify request budget, one row shared by every worker process: a
+    token bucket refilled at SPOTIFY_REQUESTS_PER_30S per 30 s, and the pause a 429 orders."""
+
+    __tablename__ = "api_budget"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    tokens: Mapped[float] = mapped_column(sa.Float, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+    paused_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    pause_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class AppFlag(Base):
+    """Facts the app learns about its Spotify app and keeps, e.g. that batch catalogue
+    endpoints answer 403 (development mode)."""
+
+    __tablename__ = "app_flags"
+
+    key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    value: Mapped[dict] = mapped_column(pg.JSONB, server_default=sa.text("'{}'::jsonb"))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now(), onupdate=sa.func.now())
