@@ -47,7 +47,7 @@ def run(demo: bool, port: int | None, host: str, simulator_port: int | None, web
 
 
 @cli.command()
-@click.option("--concurrency", type=int, default=4, show_default=True, help="Jobs run at once in this process.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Jobs run at once in this process.")
 @click.option("--queue", "queues", multiple=True, help="Only take jobs from this queue (repeatable) [default: all].")
 def worker(concurrency: int, queues: tuple[str, ...]) -> None:
     """Run a job worker. Start as many as you like, on as many machines as you like."""
@@ -55,12 +55,79 @@ def worker(concurrency: int, queues: tuple[str, ...]) -> None:
 
     from . import create_app
 
-    queue_app = jobs.bind(create_app())
-    queue_app.run_worker(
-        concurrency=concurrency,
-        queues=list(queues) or None,
-        name=f"{socket.gethostname()}:{os.getpid()}",
-    )
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    # A poll holds up to two connections at once (its advisory lock, its transaction).
+    flask_app = create_app(pool_size=2 * concurrency + 2)
+    settings = flask_app.config["SETTINGS"]
+    queue_app = jobs.bind(flask_app)
+
+    async def work() -> None:
+        # Our tasks are synchronous: procrastinate runs them on the loop's default thread
+        # pool, which asyncio sizes by CPU count, not by --concurrency.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=concurrency))
+        async with queue_app.open_async():
+            await queue_app.run_worker_async(
+                concurrency=concurrency,
+                queues=list(queues) or None,
+                name=f"{socket.gethostname()}:{os.getpid()}",
+                update_heartbeat_interval=settings.worker_heartbeat_s,
+                stalled_worker_timeout=settings.stalled_after_s,
+            )
+
+    asyncio.run(work())
+
+
+@cli.command()
+@click.option("--user", "user_ref", required=True, metavar="ID",
+              help="The user's Spotify account id (or Audiospective's numeric user id).")
+def archive(user_ref: str) -> None:
+    """Poll one user's recently played tracks now and say what happened.
+
+    The last line is the result as JSON. Exit status 1 if the poll failed.
+    """
+    import json
+
+    from . import create_app
+    from .archival.poll import Archivist, poll_user
+    from .db import get_database
+    from .users import find_user
+
+    flask_app = create_app()
+    with get_database(flask_app).sessionmaker() as session:
+        user = find_user(session, user_ref)
+    if user is None:
+        raise click.ClickException(f"no user {user_ref!r} (use the Spotify account id shown on their dashboard)")
+    result = poll_user(Archivist.from_app(flask_app), user.id, wait_for_lock=True)
+    click.echo(_describe_poll(user, result))
+    click.echo(json.dumps(result.to_json()))
+    if result.outcome not in ("archived", "skipped"):
+        sys.exit(1)
+
+
+def _describe_poll(user, result) -> str:
+    who = f"{user.display_name} ({user.spotify_id})"
+    lines = []
+    if result.outcome == "archived":
+        lines.append(f"Polled {who}: Spotify showed {result.items} plays, {result.new_plays} of them new.")
+        if result.newest:
+            lines.append(f"Newest play archived: {result.newest:%Y-%m-%d %H:%M:%S} UTC.")
+        if result.gap:
+            from .archival.page import ms_to_datetime
+
+            lines.append(f"Gap: plays between {ms_to_datetime(result.gap.starts_ms):%Y-%m-%d %H:%M} and "
+                         f"{ms_to_datetime(result.gap.ends_ms):%Y-%m-%d %H:%M} UTC may be missing; importing the "
+                         "Spotify data export fills it.")
+        for reason, count in result.skipped_items.items():
+            lines.append(f"Skipped {count} item(s): {reason}.")
+    elif result.outcome == "skipped":
+        lines.append(f"Did not poll {who}: {result.message}.")
+    else:
+        lines.append(f"Poll of {who} {result.outcome.replace('_', ' ')}: {result.message}")
+    if result.next_poll_at:
+        lines.append(f"Next poll: {result.next_poll_at:%Y-%m-%d %H:%M:%S} UTC.")
+    return "\n".join(lines)
 
 
 @cli.command()
@@ -71,16 +138,19 @@ def worker(concurrency: int, queues: tuple[str, ...]) -> None:
 @click.option("--dev-mode", is_flag=True, help="Behave like a development-mode Spotify app: batch catalogue "
               "endpoints answer 403, no genres or popularity.")
 @click.option("--latency-ms", type=int, default=0, show_default=True, help="Added to every response.")
+@click.option("--accounts", "extra_accounts", type=int, default=0, show_default=True,
+              help="Also generate this many listeners of mixed profiles (for load tests).")
 @click.option("--client-id", default=DEMO_CLIENT_ID, show_default=True)
 @click.option("--client-secret", default=DEMO_CLIENT_SECRET, show_default=True)
 def simulator(port: int, host: str, seed: int, rotate_refresh_tokens: bool, dev_mode: bool, latency_ms: int,
-              client_id: str, client_secret: str) -> None:
+              extra_accounts: int, client_id: str, client_secret: str) -> None:
     """Serve the Spotify simulator (a fake Spotify for demos and tests)."""
     from werkzeug.serving import make_server
 
-    from .simulator import World, create_simulator
+    from .simulator import World, create_simulator, default_accounts, generated_accounts
 
-    world = World(seed=seed, client_id=client_id, client_secret=client_secret)
+    world = World(seed=seed, client_id=client_id, client_secret=client_secret,
+                  accounts=default_accounts() + generated_accounts(extra_accounts, seed))
     world.config.rotate_refresh_tokens = rotate_refresh_tokens
     world.config.batch_endpoints = not dev_mode
     world.config.dev_mode_fields = dev_mode

@@ -10,15 +10,32 @@ comes from validated configuration and, locally, from the embedded server it may
 
 from __future__ import annotations
 
+from typing import Any
+
 import procrastinate
+import procrastinate.manager
+import procrastinate.tasks
 from flask import Flask
 
 app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(),
-    import_paths=["jobs.maintenance"],
+    import_paths=["jobs.maintenance", "jobs.archival"],
 )
 
 _flask_app: Flask | None = None
+
+# Only ever used with an explicit connection, so it is never opened.
+_sync_job_manager = procrastinate.manager.JobManager(connector=procrastinate.SyncPsycopgConnector())
+
+
+def defer_in_transaction(task: procrastinate.tasks.Task, connection: Any, *task_kwargs: dict,
+                         **options: Any) -> list[int]:
+    """Defer jobs on the caller's psycopg connection (e.g. a SQLAlchemy session's), so they
+    exist exactly when that transaction commits. procrastinate's own path would, inside a
+    running worker, hand a sync connection to its async connector, which cannot use it."""
+    deferrer = task.configure(connection=connection, **options)
+    deferrer.job_manager = _sync_job_manager
+    return deferrer.batch_defer(*task_kwargs)
 
 
 def bind(flask_app: Flask) -> procrastinate.App:

@@ -6,21 +6,20 @@ import logging
 
 from procrastinate import JobContext
 
-from . import app
+from . import app, flask_app
 
 log = logging.getLogger(__name__)
 
-# A worker sends a heartbeat every 10 s; one silent for 60 s is gone (SIGKILL, lost
-# machine), and the job it held is stuck in `doing` until someone puts it back.
-STALLED_AFTER_S = 60
 
-
-@app.periodic(cron="* * * * *", periodic_id="retry_stalled_jobs")
-@app.task(queue="maintenance", queueing_lock="retry_stalled_jobs", pass_context=True)
+@app.periodic(cron="* * * * * */10", periodic_id="retry_stalled_jobs")
+@app.task(queue="maintenance", queueing_lock="retry_stalled_jobs", pass_context=True, priority=20)
 async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
-    """Requeue jobs whose worker stopped sending heartbeats."""
+    """Requeue jobs whose worker stopped sending heartbeats (SIGKILL, a lost machine):
+    otherwise they stay `doing` for ever. Silence for WORKER_STALLED_AFTER_SECONDS (60 s by
+    default, six missed heartbeats) means the worker is gone."""
     manager = context.app.job_manager
-    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S)
+    stalled_after = flask_app().config["SETTINGS"].stalled_after_s
+    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after)
     for job in stalled:
         log.warning("retrying stalled job %s (%s), its worker %s is gone", job.id, job.task_name, job.worker_id)
         await manager.retry_job(job)

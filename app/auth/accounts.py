@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from ..archival.cadence import first_poll_delay
 from ..crypto import TokenCipher
 from ..models import ArchiveState, User, UserStatus
 from ..spotify.tokens import store_tokens
@@ -69,9 +71,13 @@ def sign_in(
         expires_at=now + timedelta(seconds=expires_in),
         scope=scope,
     )
+    # Poll soon (the dashboard fills at once), and forget failures the sign-in has cured.
+    first_poll = now + first_poll_delay(random.Random())
     session.execute(
-        insert(ArchiveState).values(user_id=user.id, next_poll_at=now).on_conflict_do_nothing(
-            index_elements=[ArchiveState.user_id]
+        insert(ArchiveState).values(user_id=user.id, next_poll_at=first_poll).on_conflict_do_update(
+            index_elements=[ArchiveState.user_id],
+            set_={"next_poll_at": first_poll, "consecutive_failures": 0, "circuit_open_until": None,
+                  "last_failure_kind": None, "last_failure_message": None, "dispatched_at": None},
         )
     )
     return user

@@ -76,13 +76,17 @@ class SpotifyClient:
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """Exchange a refresh token. `InvalidGrant` when it is expired or revoked."""
+        return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def app_token(self) -> TokenGrant:
+        """An app access token (client-credentials grant): enough for the catalogue
+        endpoints, so enrichment never spends a user's token."""
+        return self._token_request({"grant_type": "client_credentials"})
+
+    def _token_request(self, form: dict[str, str]) -> TokenGrant:
         basic = base64.b64encode(f"{self.client_id}:{self._client_secret}".encode()).decode()
-        response = self._send(
-            "POST",
-            f"{self.accounts_url}/api/token",
-            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-            headers={"Authorization": f"Basic {basic}"},
-        )
+        response = self._send("POST", f"{self.accounts_url}/api/token", data=form,
+                              headers={"Authorization": f"Basic {basic}"})
         if response.status_code == 400:
             body = _json_or_none(response) or {}
             if body.get("error") == "invalid_grant":

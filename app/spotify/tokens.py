@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..clock import utcnow
-from ..crypto import TokenCipher
+from ..crypto import TokenCipher, UndecryptableToken
 from ..db import Database
 from ..models import SpotifyToken, User, UserStatus
 from .client import SpotifyClient
@@ -59,6 +59,14 @@ class TokenService:
         Raises ReauthRequired, or a classified SpotifyError when Spotify cannot be
         reached; in the latter case nothing was changed and a later call may succeed.
         """
+        try:
+            return self._fresh_access_token(user_id)
+        except UndecryptableToken as exc:
+            # The key changed: no retry can help; the user signing in again stores new tokens.
+            self._mark_reauth_required(user_id)
+            raise ReauthRequired(user_id, str(exc)) from None
+
+    def _fresh_access_token(self, user_id: int) -> str:
         # Fast path, no lock: most calls find a token with most of its hour left.
         with self.database.sessionmaker() as session:
             token = self._load(session, user_id, lock=False)
@@ -74,10 +82,8 @@ class TokenService:
             try:
                 grant = self.client.refresh(self.cipher.decrypt(token.refresh_token_enc))
             except InvalidGrant as exc:
-                session.execute(
-                    sa.update(User).where(User.id == user_id).values(status=UserStatus.reauth_required.value)
-                )
-                session.commit()
+                session.rollback()
+                self._mark_reauth_required(user_id)
                 log.warning("user %s: refresh token rejected, re-authorisation required", user_id)
                 raise ReauthRequired(user_id, str(exc)) from None
 
@@ -91,6 +97,10 @@ class TokenService:
             session.commit()
             log.info("user %s: access token refreshed%s", user_id, " (refresh token rotated)" if grant.refresh_token else "")
             return grant.access_token
+
+    def _mark_reauth_required(self, user_id: int) -> None:
+        with self.database.session() as session:
+            session.execute(sa.update(User).where(User.id == user_id).values(status=UserStatus.reauth_required.value))
 
     def _load(self, session: Session, user_id: int, *, lock: bool) -> SpotifyToken:
         query = (
