@@ -1,15 +1,14 @@
-"""The signed-in user's home. For now: who they are, the state of their Spotify
-connection and of their archive; the archival and stats issues fill it in."""
+"""The signed-in user's home: who they are, and the health of their archive. The stats
+issue adds the charts."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 
+from .archival.health import archive_health
 from .auth.accounts import reauthorise_by
 from .db import get_session
-from .models import ArchiveState, Play
 
 bp = Blueprint("dashboard", __name__)
 
@@ -17,14 +16,17 @@ bp = Blueprint("dashboard", __name__)
 @bp.get("/dashboard")
 @login_required
 def index():
-    session = get_session()
     user = current_user
-    state = session.get(ArchiveState, user.id)
-    plays = session.scalar(sa.select(sa.func.count()).select_from(Play).where(Play.user_id == user.id))
     return render_template(
         "dashboard.html",
         user=user,
-        state=state,
-        plays=plays,
+        health=archive_health(get_session(), user),
         reauthorise_by=reauthorise_by(user),
     )
+
+
+@bp.get("/dashboard/archive-health")
+@login_required
+def archive_health_panel():
+    """The panel alone: it refreshes itself (HTMX) so new plays show up without a reload."""
+    return render_template("_archive_health.html", health=archive_health(get_session(), current_user))
