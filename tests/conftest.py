@@ -29,12 +29,12 @@ from app.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, ROOT, load_settings
 from app.embedded_pg import create_database, ensure_server
 from app.migrate import upgrade
 from app.runner import wait_for_200
-from app.simulator import World, create_simulator
+from app.simulator import World, create_simulator, default_accounts, generated_accounts
 from app.simulator.world import SimConfig
 
 TEST_DB = "audiospective_test"
 APP_TABLES = ("users", "spotify_tokens", "archive_state", "artists", "albums", "tracks", "track_artists",
-              "plays", "gaps")
+              "plays", "gaps", "app_flags")
 QUEUE_TABLES = ("procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers",
                 "procrastinate_workers")
 
@@ -88,6 +88,8 @@ def _empty_tables(request):
     yield
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(APP_TABLES + QUEUE_TABLES)} RESTART IDENTITY CASCADE")
+        conn.execute("UPDATE api_budget SET tokens = 0, updated_at = now() - interval '1 day', "
+                     "paused_until = NULL, pause_reason = NULL")
 
 
 # --- Spotify simulator ---------------------------------------------------------------------
@@ -120,9 +122,13 @@ class ServerThread:
         self.server.shutdown()
 
 
+SIM_LISTENERS = 60  # generated accounts beside the named ones, for batch tests
+
+
 @pytest.fixture(scope="session")
 def _simulator_server():
-    world = World(seed=42, client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET)
+    world = World(seed=42, client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET,
+                  accounts=default_accounts() + generated_accounts(SIM_LISTENERS, 42))
     server = ServerThread(create_simulator(world))
     yield Simulator(server.url, world)
     server.stop()
@@ -169,6 +175,50 @@ def app(settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def add_users(app, simulator: Simulator, keys) -> dict[str, int]:
+    """Users signed in as these simulator accounts, without the browser round trip."""
+    from app.auth.accounts import sign_in as sign_in_profile
+    from app.clock import utcnow
+
+    ids = {}
+    with app.extensions["database"].session() as session:
+        for key in keys:
+            account = simulator.world.account(key)
+            grant = simulator.world.grant_for(account)
+            profile = {"id": account.id, "display_name": account.display_name}
+            if account.account_id:
+                profile["account_id"] = account.account_id
+            user = sign_in_profile(session, profile, access_token=grant["access_token"],
+                                   refresh_token=grant["refresh_token"], expires_in=grant["expires_in"],
+                                   scope=grant["scope"], cipher=app.extensions["token_cipher"], now=utcnow())
+            ids[key] = user.id
+    return ids
+
+
+def listeners(n: int) -> list[str]:
+    return [f"sim-acct-{i:05d}" for i in range(n)]
+
+
+def freeze(simulator: Simulator, when_ms: int | None = None) -> int:
+    """Stop the simulator's clock (at `when_ms`, default now) so windows stay put."""
+    when_ms = when_ms or simulator.world.clock.now_ms()
+    simulator.world.clock.set(when_ms, frozen=True)
+    return when_ms
+
+
+def window(simulator: Simulator, key: str, at_ms: int) -> set[tuple[str, int]]:
+    """(track id, played_at ms) of what recently-played shows for an account at a moment."""
+    world = simulator.world
+    return {(world.catalogue.tracks[p.track_index].id, p.played_at_ms)
+            for p in world.recently_played(world.account(key), at_ms, limit=50)}
+
+
+def archived(conn, user_id: int) -> set[tuple[str, int]]:
+    return {(t, ms) for t, ms in conn.execute(
+        "SELECT t.spotify_id, (extract(epoch FROM p.played_at) * 1000)::bigint FROM plays p "
+        "JOIN tracks t ON t.id = p.track_id WHERE p.user_id = %s", (user_id,))}
 
 
 def csrf_token(client, path: str = "/") -> str:
@@ -231,6 +281,7 @@ class RunningApp:
     """`audiospective run --demo` as a separate process, as a newcomer starts it."""
 
     def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None):
+        self.data_dir = data_dir
         self.port, self.simulator_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
@@ -256,6 +307,68 @@ class RunningApp:
         code = self.process.wait(60)
         self._log_file.close()
         return code
+
+
+class WorkerProcess:
+    """`audiospective worker` as a separate process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen([sys.executable, "-m", "app", "worker"], env={**os.environ, **env}, cwd=ROOT,
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(30)
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def worker_env(app, database_url, simulator):
+    """Environment for worker processes that share the test app's database and keys."""
+    settings = app.config["SETTINGS"]
+    return app_environ(database_url, simulator.url, SECRET_KEY=settings.secret_key,
+                       TOKEN_ENCRYPTION_KEY=settings.token_encryption_keys[0],
+                       WORKER_HEARTBEAT_SECONDS="1", WORKER_STALLED_AFTER_SECONDS="4")
+
+
+@pytest.fixture
+def workers(worker_env, tmp_path):
+    """Start workers with `workers()`; all are stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess({**worker_env, **extra_env}, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{message} not met within {timeout} s")
 
 
 # --- browser -------------------------------------------------------------------------------

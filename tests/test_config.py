@@ -120,3 +120,23 @@ def test_wsgi_entry_point_refuses_to_boot_with_a_malformed_key(tmp_path):
     assert result.returncode == 3
     assert "configuration error: TOKEN_ENCRYPTION_KEY is malformed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_archival_settings_are_read_and_checked():
+    settings = load_settings(deployed(POLL_INTERVAL_FREE="3-45", POLL_INTERVAL_PRO="1-10", FAILURE_NETWORK="5m/30m/4",
+                                      SPOTIFY_REQUESTS_PER_30S="90", SPOTIFY_POLLING_RESERVE="0.5"))
+    archival = settings.archival
+    assert archival.free_interval_s == (180, 2700) and archival.pro_interval_s == (60, 600)
+    assert archival.failures["network"].base_s == 300 and archival.failures["network"].deactivate_after == 4
+    assert archival.failures["auth"].base_s == 1800  # untouched classes keep the seed design's values
+    assert (archival.requests_per_30s, archival.polling_reserve) == (90, 0.5)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("POLL_INTERVAL_FREE", "60-5"), ("POLL_INTERVAL_FREE", "often"), ("FAILURE_AUTH", "30m/4h"),
+    ("FAILURE_SPOTIFY_5XX", "1h/10m/3"), ("SPOTIFY_REQUESTS_PER_30S", "0"), ("SPOTIFY_POLLING_RESERVE", "2"),
+    ("WORKER_STALLED_AFTER_SECONDS", "soon"),
+])
+def test_malformed_archival_settings_are_named(name, value):
+    with pytest.raises(ConfigError, match=f"^{name} is malformed"):
+        load_settings(deployed(**{name: value}))

@@ -14,7 +14,7 @@ from app.models import Base
 from conftest import fresh_database
 
 CONTRACT = {"users", "artists", "albums", "tracks", "track_artists", "plays", "gaps"}
-OURS = CONTRACT | {"spotify_tokens", "archive_state"}
+OURS = CONTRACT | {"spotify_tokens", "archive_state", "api_budget", "app_flags"}
 QUEUE = {"procrastinate_jobs", "procrastinate_workers", "procrastinate_events", "procrastinate_periodic_defers"}
 
 
@@ -56,7 +56,7 @@ def test_plays_keep_milliseconds_and_one_index_serves_uniqueness_and_ranges(db_c
 def test_downgrade_to_nothing_and_back(pg_admin_url):
     url = fresh_database(pg_admin_url, "audiospective_migrations")
     upgrade(url)
-    assert current(url) == "0001 (head)"
+    assert current(url) == "0002 (head)"
     downgrade(url, "base")
     with psycopg.connect(url) as conn:
         assert tables(conn) == {"alembic_version"}

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from app.config import ROOT
-from conftest import RunningApp
+from conftest import RunningApp, cli
 
 SCREENSHOTS = ROOT / "test-artifacts"
 
@@ -59,6 +59,16 @@ def test_demo_journey_in_a_real_browser(running, page):
     page.wait_for_url(f"{running.url}/dashboard")
     assert page.inner_text("h1") == "Hello, Sam Binge"
     assert page.get_by_role("button", name="Sign out").is_visible()
+    assert "No plays archived yet" in page.inner_text("#archive-health")
+
+    # Poll now (the worker would within a minute); the panel refreshes itself over HTMX.
+    archive = cli("archive", "--user", "sim-acct-sam", env={
+        "AUDIOSPECTIVE_DATA_DIR": str(running.data_dir), "SPOTIFY_ACCOUNTS_URL": running.simulator_url,
+        "SPOTIFY_API_URL": running.simulator_url})
+    assert archive.returncode == 0, archive.stdout + archive.stderr
+    page.wait_for_selector("#archive-health .big-number", timeout=45_000)
+    assert page.inner_text("#archive-health .big-number") == "50"
+    assert page.url == f"{running.url}/dashboard"  # no page load: the fragment was swapped in
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "demo-dashboard.png"), full_page=True)
 

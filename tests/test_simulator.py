@@ -285,9 +285,12 @@ def test_fault_injection_malformed_and_server_errors(simulator):
 def test_late_plays_appear_after_their_delay(simulator):
     simulator.world.config.access_token_ttl_s = 86_400  # outlive the clock jump below
     access = grant(simulator, "sim-acct-sam")["access_token"]
+    newest = ms(recent(simulator, access, limit=50)["items"][0])
+    # A second after the newest play ended: with every delay at least 12 minutes, it cannot be in yet.
+    simulator.call("POST", "/_sim/clock", json={"now_ms": newest + 1000, "frozen": True})
     on_time = [ms(i) for i in recent(simulator, access, limit=50)["items"]]
     simulator.call("POST", "/_sim/faults", json={"rules": [{"kind": "late_plays", "delay_s": 7200, "fraction": 1.0}]})
     delayed = [ms(i) for i in recent(simulator, access, limit=50)["items"]]
-    assert delayed[0] < on_time[0] - 3_600_000  # nothing from the last two hours yet
+    assert on_time[0] == newest and newest not in delayed
     simulator.call("POST", "/_sim/clock", json={"advance_ms": 7_200_000})
     assert max(ms(i) for i in recent(simulator, access, limit=50)["items"]) >= on_time[0]

@@ -165,3 +165,15 @@ def test_a_user_without_tokens_needs_to_sign_in(tokens, db_conn):
         "INSERT INTO users (spotify_id, display_name) VALUES ('pre-made', 'Pre Made') RETURNING id").fetchone()[0]
     with pytest.raises(ReauthRequired, match="no Spotify tokens"):
         tokens.fresh_access_token(user_id)
+
+
+def test_tokens_sealed_with_a_lost_key_mean_reauthorisation(app, user_id, db_conn, simulator):
+    from cryptography.fernet import Fernet
+
+    from app.crypto import TokenCipher
+
+    other_key = TokenService(database=app.extensions["database"], client=app.extensions["spotify"],
+                             cipher=TokenCipher((Fernet.generate_key().decode(),)))
+    with pytest.raises(ReauthRequired, match="TOKEN_ENCRYPTION_KEY"):
+        other_key.fresh_access_token(user_id)
+    assert db_conn.execute("SELECT status FROM users WHERE id = %s", (user_id,)).fetchone()[0] == "reauth_required"
