@@ -164,6 +164,11 @@ class ArchiveState(Base):
 
 class Artist(Base):
     __tablename__ = "artists"
+    __table_args__ = (
+        # Name-only rows (from imports, before enrichment) are unique by name.
+        sa.Index("uq_artists_name_only", sa.text("lower(name)"), unique=True,
+                 postgresql_where=sa.text("spotify_id IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
     spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
@@ -177,10 +182,16 @@ class Artist(Base):
 
 class Album(Base):
     __tablename__ = "albums"
+    __table_args__ = (
+        sa.Index("uq_albums_name_only", sa.text("lower(name)"), sa.text("lower(artist_name)"), unique=True,
+                 postgresql_where=sa.text("spotify_id IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
     spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
     name: Mapped[str] = mapped_column(sa.Text)
+    # For name-only rows: the album artist as the export names it ("" when unknown).
+    artist_name: Mapped[str | None] = mapped_column(sa.Text)
     album_type: Mapped[str | None] = mapped_column(sa.Text)
     release_date: Mapped[str | None] = mapped_column(sa.Text)  # "1998", "1998-07" or "1998-07-14"
     release_date_precision: Mapped[str | None] = mapped_column(sa.Text)
@@ -194,6 +205,10 @@ class Album(Base):
 
 class Track(Base):
     __tablename__ = "tracks"
+    __table_args__ = (
+        sa.Index("uq_tracks_name_only", sa.text("lower(name)"), sa.text("lower(artist_name)"), unique=True,
+                 postgresql_where=sa.text("spotify_id IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
     spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
@@ -202,7 +217,10 @@ class Track(Base):
     duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
     explicit: Mapped[bool | None] = mapped_column(sa.Boolean)
     isrc: Mapped[str | None] = mapped_column(sa.Text)
-    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # For name-only rows (account-data imports): the artist as the export names it.
+    artist_name: Mapped[str | None] = mapped_column(sa.Text)
+    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)  # full metadata known
+    missing_at: Mapped[datetime | None] = mapped_column(Timestamp)  # Spotify said: no such track
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
 
 
@@ -270,3 +288,48 @@ class AppFlag(Base):
     key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     value: Mapped[dict] = mapped_column(pg.JSONB, server_default=sa.text("'{}'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now(), onupdate=sa.func.now())
+
+
+class ImportStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Import(Base):
+    """One upload of Spotify data-export files and what became of it."""
+
+    __tablename__ = "imports"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN ({_values(ImportStatus)})", name="status"),
+        sa.Index("ix_imports_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(sa.Text, server_default=ImportStatus.queued.value)
+    stage: Mapped[str | None] = mapped_column(sa.Text)  # what it is doing now, for the progress view
+    rule: Mapped[str] = mapped_column(sa.Text, server_default="default")  # counting rule
+    files: Mapped[list] = mapped_column(pg.JSONB, server_default=sa.text("'[]'::jsonb"))  # [{name, bytes}]
+    bytes_total: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    bytes_read: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    rows_read: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    counts: Mapped[dict] = mapped_column(pg.JSONB, server_default=sa.text("'{}'::jsonb"))  # live, by reason
+    report: Mapped[dict | None] = mapped_column(pg.JSONB)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class ImportChunk(Base):
+    """Uploaded bytes, kept in Postgres (so any worker on any machine can process them)
+    in pieces (so neither side ever holds a whole file in memory). Deleted once processed."""
+
+    __tablename__ = "import_chunks"
+
+    import_id: Mapped[int] = mapped_column(sa.ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    file_no: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
