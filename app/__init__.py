@@ -54,9 +54,11 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     security.init_app(app, settings)
 
     from . import auth, dashboard, health, pages
+    from .imports import routes as imports
 
     auth.init_app(app, settings)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(imports.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(health.bp)
 

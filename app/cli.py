@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 
 import click
 
@@ -92,18 +93,125 @@ def archive(user_ref: str) -> None:
     from . import create_app
     from .archival.poll import Archivist, poll_user
     from .db import get_database
-    from .users import find_user
 
     flask_app = create_app()
     with get_database(flask_app).sessionmaker() as session:
-        user = find_user(session, user_ref)
-    if user is None:
-        raise click.ClickException(f"no user {user_ref!r} (use the Spotify account id shown on their dashboard)")
+        user = _user_or_fail(session, user_ref)
     result = poll_user(Archivist.from_app(flask_app), user.id, wait_for_lock=True)
     click.echo(_describe_poll(user, result))
     click.echo(json.dumps(result.to_json()))
     if result.outcome not in ("archived", "skipped"):
         sys.exit(1)
+
+
+@cli.command("import")
+@click.option("--user", "user_ref", required=True, metavar="ID",
+              help="The user's Spotify account id (or Audiospective's numeric user id).")
+@click.option("--rule", type=click.Choice(["default", "finished"]), default="default", show_default=True,
+              help="default: plays of 30 s or more outside private sessions; finished: only plays that ran to the end.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_command(user_ref: str, rule: str, files: tuple[Path, ...]) -> None:
+    """Import Spotify data-export FILES (my_spotify_data.zip, or the JSON files in it) for a user.
+
+    The same code as the web page's import; the last line is the report as JSON. Exit status
+    1 if the import was refused (the message says why; nothing was written).
+    """
+    import json
+
+    from . import create_app
+    from .db import get_database
+    from .imports.service import Source, create_import, limits_from, run_import
+    from .imports.sources import InputError
+
+    flask_app = create_app()
+    database = get_database(flask_app)
+    with database.session() as session:
+        user = _user_or_fail(session, user_ref)
+        streams: list = []
+        try:
+            streams = [(path.name, open(path, "rb")) for path in files]
+            record = create_import(session, user.id, streams, rule, store=False)
+        except InputError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            for _, stream in streams:
+                stream.close()
+        import_id = record.id
+    record = run_import(database, import_id, sources=[Source(p.name, p) for p in files],
+                        limits=limits_from(flask_app.config["SETTINGS"]))
+    if record.status != "done":
+        click.echo(f"Import refused: {record.error}", err=True)
+        click.echo(json.dumps({"import_id": import_id, "status": record.status, "error": record.error}))
+        sys.exit(1)
+    report = record.report
+    click.echo(f"Imported {report['imported']:,} of {report['rows']:,} rows for {user.display_name} "
+               f"({report['already_in_archive']:,} already archived, {report['duplicate_in_upload']:,} duplicates, "
+               f"{sum(report['skipped'].values()):,} skipped).")
+    click.echo(json.dumps({"import_id": import_id, "status": record.status, "report": report}))
+
+
+@cli.group()
+def users() -> None:
+    """Users: list them, or add one who has not signed in yet."""
+
+
+@users.command("add")
+@click.option("--spotify-id", required=True, help="Their Spotify account id (as Spotify's /v1/me reports it).")
+@click.option("--name", required=True, help="Display name until they sign in.")
+def users_add(spotify_id: str, name: str) -> None:
+    """Create a user ahead of their first sign-in (to import their history first, say).
+
+    When they sign in with Spotify, the account and everything imported into it is theirs.
+    """
+    from . import create_app
+    from .db import get_database
+    from .models import User
+    from .users import find_user
+
+    flask_app = create_app()
+    with get_database(flask_app).session() as session:
+        if find_user(session, spotify_id) is not None:
+            raise click.ClickException(f"a user with Spotify id {spotify_id!r} already exists")
+        user = User(spotify_id=spotify_id, display_name=name)
+        session.add(user)
+        session.flush()
+        click.echo(f"Added user {user.id}: {name} ({spotify_id}). Import with: audiospective import --user "
+                   f"{spotify_id} my_spotify_data.zip")
+
+
+@users.command("list")
+def users_list() -> None:
+    """Every user, with archive status and size."""
+    import sqlalchemy as sa
+
+    from . import create_app
+    from .db import get_database
+
+    flask_app = create_app()
+    with get_database(flask_app).engine.connect() as conn:
+        rows = conn.execute(sa.text("""
+            SELECT u.id, u.spotify_id, u.display_name, u.status, u.authorized_at,
+                   (SELECT count(*) FROM plays p WHERE p.user_id = u.id) AS plays, a.last_success_at
+              FROM users u LEFT JOIN archive_state a ON a.user_id = u.id ORDER BY u.id
+        """)).all()
+    if not rows:
+        click.echo("No users yet.")
+        return
+    click.echo(f"{'id':>5}  {'spotify id':<24} {'name':<24} {'status':<16} {'plays':>9}  last poll")
+    for row in rows:
+        status = row.status if row.authorized_at else "not signed in"
+        last = f"{row.last_success_at:%Y-%m-%d %H:%M}" if row.last_success_at else "-"
+        click.echo(f"{row.id:>5}  {row.spotify_id[:24]:<24} {row.display_name[:24]:<24} {status:<16} "
+                   f"{row.plays:>9,}  {last}")
+
+
+def _user_or_fail(session, user_ref: str):
+    from .users import find_user
+
+    user = find_user(session, user_ref)
+    if user is None:
+        raise click.ClickException(f"no user {user_ref!r} (see `audiospective users list`)")
+    return user
 
 
 def _describe_poll(user, result) -> str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, has_app_context, request
 from flask_wtf.csrf import CSRFProtect
+from htmx_flask.requests import HtmxAwareRequest
 
 from .config import Settings
 
@@ -43,7 +44,24 @@ def content_security_policy(settings: Settings) -> str:
     ])
 
 
+class LimitedRequest(HtmxAwareRequest):
+    """Request bodies are capped at MAX_CONTENT_LENGTH, except where an endpoint declares a
+    bigger limit (`BODY_LIMITS`, endpoint -> config key). Decided when the body is parsed,
+    which is before any view runs (the CSRF check reads the form first)."""
+
+    BODY_LIMITS = {"imports.upload": "IMPORT_MAX_UPLOAD_BYTES"}
+
+    @property
+    def max_content_length(self) -> int | None:
+        key = self.BODY_LIMITS.get(self.endpoint or "")
+        if key and has_app_context():
+            return current_app.config[key]
+        return super().max_content_length
+
+
 def init_app(app: Flask, settings: Settings) -> None:
+    app.request_class = LimitedRequest
+    app.config["IMPORT_MAX_UPLOAD_BYTES"] = settings.import_max_upload_bytes
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's lifetime
     csrf.init_app(app)
     csp = content_security_policy(settings)

@@ -19,7 +19,7 @@ from flask import Flask
 
 app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(),
-    import_paths=["jobs.maintenance", "jobs.archival"],
+    import_paths=["jobs.maintenance", "jobs.archival", "jobs.imports"],
 )
 
 _flask_app: Flask | None = None

@@ -15,10 +15,11 @@ import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request
 
 from ..config import ROOT
 from .catalogue import SimAlbum, SimArtist, SimTrack
+from .export import export_zip
 from .listening import SimPlay
 from .world import APP_ACCOUNT, SPOTIFY_SCOPES, FaultRule, SimConfig, World, iso_ms
 
@@ -361,6 +362,25 @@ def create_simulator(world: World) -> Flask:
         """Tokens for an account without the consent round trip (tests, benchmarks)."""
         account = world.account(key) or abort(404, f"no account {key!r}")
         return jsonify(world.grant_for(account))
+
+    @sim.get("/_sim/export/<key>.zip")
+    def export(key: str):
+        """A Spotify data export for the account (`kind`: extended or account), covering
+        [from_ms, to_ms) (default: the last 30 days)."""
+        account = world.account(key) or abort(404, f"no account {key!r}")
+        kind = request.args.get("kind", "extended")
+        if kind not in ("extended", "account"):
+            abort(400, "kind is extended or account")
+        try:
+            to_ms = int(request.args.get("to_ms", world.clock.now_ms()))
+            from_ms = int(request.args.get("from_ms", to_ms - 30 * 86_400_000))
+        except ValueError:
+            abort(400, "from_ms and to_ms are Unix milliseconds")
+        if to_ms - from_ms > 400 * 86_400_000:
+            abort(400, "at most 400 days at a time")
+        name = "my_spotify_data.zip"
+        return Response(export_zip(world, account, from_ms, to_ms, kind), mimetype="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @sim.get("/_sim/stats")
     def stats():

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from .catalogue import Catalogue

@@ -1,0 +1,257 @@
+"""Staging and merging imported plays: COPY into a temporary table, then set-based SQL.
+
+Runs inside the import's single transaction on one psycopg connection; the temporary
+tables disappear with it. Order of work:
+
+1. duplicates within the upload: the same track ending at the same moment, twice (Spotify's
+   files repeat rows across file boundaries), then account-data rows that are the same
+   play as an extended-history row of the upload (even one skipped as private or short:
+   its verdict stands);
+2. tracks: extended rows name their track by Spotify id: unknown ones are created with the
+   export's names and linked to name-only album and artist rows until enrichment resolves
+   them; account-data rows are matched by track and artist name against what this user has
+   played (and this upload names), else become name-only tracks;
+3. plays already in the archive (polled, or imported before): same track, and ends
+   within matching.py's window;
+4. everything else is inserted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from ..matching import UNCERTAINTY_MS, WIDEST_MS, sql_same_play
+from ..models import PlaySource
+from .formats import Play
+
+# `counted` is false for extended rows that were skipped but identify a play (private,
+# short, …): they are staged only so account-data rows of the same plays are skipped too.
+STAGE = """
+    CREATE TEMP TABLE import_stage (
+        row_no integer, source smallint, played_ms bigint, spotify_id text,
+        track_name text, artist_name text, album_name text, ms_played integer, counted boolean
+    ) ON COMMIT DROP
+"""
+COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, artist_name, album_name, ms_played, "
+        "counted) FROM STDIN")
+
+
+class Stager:
+    """Streams plays into the staging table with COPY, as a context manager: leaving it
+    with an exception aborts the COPY, so the connection can roll back cleanly."""
+
+    def __init__(self, conn: psycopg.Connection):
+        conn.execute(STAGE)
+        self._cursor = conn.cursor()
+        self._copy_cm = self._cursor.copy(COPY)
+        self.staged = 0
+
+    def __enter__(self) -> Stager:
+        self._copy = self._copy_cm.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self._copy_cm.__exit__(*exc_info)
+        finally:
+            self._cursor.close()
+
+    def add(self, row_no: int, play: Play) -> None:
+        self._copy.write_row((row_no, play.source, play.played_at_ms, play.spotify_id, play.track_name,
+                              play.artist_name, play.album_name, play.ms_played, True))
+        self.staged += 1
+
+    def add_skipped(self, row_no: int, played_ms: int, track_name: str) -> None:
+        self._copy.write_row((row_no, int(PlaySource.extended_history), played_ms, None, track_name, None, None,
+                              None, False))
+
+
+@dataclass
+class Merged:
+    duplicate_in_upload: int
+    already_in_archive: int
+    imported: int
+    new_tracks: int
+    name_only_tracks: int
+    gaps_filled: int
+    first_ms: int | None
+    last_ms: int | None
+
+
+def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable = lambda name: None) -> Merged:
+    extended, account = int(PlaySource.extended_history), int(PlaySource.account_data)
+    stage("removing duplicates within the upload")
+    conn.execute("""
+        CREATE TEMP TABLE import_rows ON COMMIT DROP AS
+        SELECT DISTINCT ON (source, coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name)), played_ms)
+               row_no, source, 'epoch'::timestamptz + played_ms * interval '1 millisecond' AS played_at, played_ms,
+               spotify_id, track_name, artist_name, album_name, ms_played,
+               NULL::integer AS track_id, false AS duplicate, false AS known
+          FROM import_stage WHERE counted
+         ORDER BY source, coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name)), played_ms, row_no
+    """)
+    unique = _count(conn, "SELECT count(*) FROM import_rows")
+    has_account = _count(conn, f"SELECT count(*) FROM import_rows WHERE source = {account}") > 0
+    if has_account:
+        # Account data repeats plays the extended history holds (counted or skipped): the
+        # extended row's verdict stands. Matched by track name: account data names the track's
+        # artist, the extended history the album's.
+        early, late = _offsets(PlaySource.account_data, PlaySource.extended_history)
+        conn.execute(f"CREATE INDEX ON import_stage (lower(track_name), played_ms) WHERE source = {extended}")
+        conn.execute("ANALYZE import_stage")
+        conn.execute(f"""
+            UPDATE import_rows a SET duplicate = true
+             WHERE a.source = {account} AND EXISTS (
+                   SELECT 1 FROM import_stage e
+                    WHERE e.source = {extended} AND lower(e.track_name) = lower(a.track_name)
+                      AND e.played_ms BETWEEN a.played_ms + {early} AND a.played_ms + {late})
+        """)
+
+    stage("finding tracks")
+    new_tracks = _resolve_by_spotify_id(conn)
+    name_only = _resolve_by_names(conn, user_id) if has_account else 0
+    conn.execute("CREATE INDEX ON import_rows (track_id, played_at)")
+    conn.execute("ANALYZE import_rows")
+
+    stage("matching against your archive")
+    conn.execute(f"""
+        UPDATE import_rows r SET known = true
+         WHERE NOT r.duplicate AND EXISTS (
+               SELECT 1 FROM plays p
+                WHERE p.user_id = %(user)s AND p.track_id = r.track_id
+                  AND p.played_at BETWEEN r.played_at - make_interval(secs => {WIDEST_MS / 1000})
+                                      AND r.played_at + make_interval(secs => {WIDEST_MS / 1000})
+                  AND {sql_same_play('r.played_at', 'r.source', 'p.played_at', 'p.source')})
+    """, {"user": user_id})
+
+    stage("saving plays")
+    imported = conn.execute("""
+        INSERT INTO plays (played_at, user_id, track_id, ms_played, source)
+        SELECT played_at, %(user)s, track_id, ms_played, source FROM import_rows WHERE NOT duplicate AND NOT known
+         ORDER BY played_at  -- appends to the (user_id, played_at, …) index instead of scattering into it
+        ON CONFLICT DO NOTHING
+    """, {"user": user_id}).rowcount
+    duplicates_across = _count(conn, "SELECT count(*) FROM import_rows WHERE duplicate")
+    candidates = _count(conn, "SELECT count(*) FROM import_rows WHERE NOT duplicate AND NOT known")
+    known = _count(conn, "SELECT count(*) FROM import_rows WHERE known") + (candidates - imported)
+
+    first, last = conn.execute("SELECT min(played_ms), max(played_ms) FROM import_rows").fetchone()
+    gaps = conn.execute("""
+        UPDATE gaps SET filled_at = now()
+         WHERE user_id = %(user)s AND filled_at IS NULL
+           AND starts_at >= 'epoch'::timestamptz + %(first)s * interval '1 millisecond'
+           AND ends_at <= 'epoch'::timestamptz + %(last)s * interval '1 millisecond'
+    """, {"user": user_id, "first": first, "last": last}).rowcount if first is not None else 0
+    return Merged(duplicate_in_upload=(staged - unique) + duplicates_across, already_in_archive=known,
+                  imported=imported, new_tracks=new_tracks, name_only_tracks=name_only, gaps_filled=gaps,
+                  first_ms=first, last_ms=last)
+
+
+def _resolve_by_spotify_id(conn: psycopg.Connection) -> int:
+    """Tracks named by Spotify id; returns how many were new to the catalogue."""
+    conn.execute("""
+        CREATE TEMP TABLE import_new_tracks ON COMMIT DROP AS
+        SELECT DISTINCT ON (r.spotify_id) r.spotify_id, r.track_name, r.artist_name, r.album_name
+          FROM import_rows r
+         WHERE r.spotify_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tracks t WHERE t.spotify_id = r.spotify_id)
+         ORDER BY r.spotify_id, r.row_no
+    """)
+    _name_only_artists(conn, "SELECT artist_name FROM import_new_tracks")
+    conn.execute("""
+        INSERT INTO albums (name, artist_name)
+        SELECT DISTINCT ON (lower(album_name), lower(artist_name)) album_name, artist_name
+          FROM import_new_tracks WHERE album_name IS NOT NULL
+         ORDER BY lower(album_name), lower(artist_name), album_name
+        ON CONFLICT (lower(name), lower(artist_name)) WHERE spotify_id IS NULL DO NOTHING
+    """)
+    created = conn.execute("""
+        WITH inserted AS (
+            INSERT INTO tracks (spotify_id, name, album_id)
+            SELECT n.spotify_id, n.track_name, al.id
+              FROM import_new_tracks n
+              LEFT JOIN albums al ON al.spotify_id IS NULL AND lower(al.name) = lower(n.album_name)
+                                 AND lower(al.artist_name) = lower(n.artist_name)
+             ORDER BY n.spotify_id
+            ON CONFLICT (spotify_id) DO NOTHING
+            RETURNING id, spotify_id
+        ), linked AS (
+            INSERT INTO track_artists (track_id, position, artist_id)
+            SELECT i.id, 0, a.id FROM inserted i
+              JOIN import_new_tracks n ON n.spotify_id = i.spotify_id
+              JOIN artists a ON a.spotify_id IS NULL AND lower(a.name) = lower(n.artist_name)
+            RETURNING 1
+        )
+        SELECT count(*) FROM inserted
+    """).fetchone()[0]
+    conn.execute("UPDATE import_rows r SET track_id = t.id FROM tracks t "
+                 "WHERE r.spotify_id IS NOT NULL AND t.spotify_id = r.spotify_id")
+    return created
+
+
+def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
+    """Account-data rows: by (track, artist) names among this user's tracks and this upload's;
+    returns how many name-only tracks had to be created."""
+    account = int(PlaySource.account_data)
+    conn.execute("""
+        CREATE TEMP TABLE import_names ON COMMIT DROP AS
+        SELECT DISTINCT ON (lower(t.name), lower(a.name)) lower(t.name) AS track_key, lower(a.name) AS artist_key,
+               t.id AS track_id
+          FROM (SELECT DISTINCT track_id FROM plays WHERE user_id = %(user)s
+                UNION SELECT track_id FROM import_rows WHERE track_id IS NOT NULL) mine
+          JOIN tracks t ON t.id = mine.track_id
+          JOIN track_artists ta ON ta.track_id = t.id
+          JOIN artists a ON a.id = ta.artist_id
+         ORDER BY lower(t.name), lower(a.name), t.spotify_id IS NULL, t.id
+    """, {"user": user_id})
+    conn.execute(f"""
+        UPDATE import_rows r SET track_id = n.track_id FROM import_names n
+         WHERE r.source = {account} AND NOT r.duplicate
+           AND n.track_key = lower(r.track_name) AND n.artist_key = lower(r.artist_name)
+    """)
+    _name_only_artists(conn, f"SELECT artist_name FROM import_rows WHERE source = {account} AND NOT duplicate "
+                             "AND track_id IS NULL")
+    created = conn.execute(f"""
+        WITH wanted AS (
+            SELECT DISTINCT ON (lower(track_name), lower(artist_name)) track_name, artist_name
+              FROM import_rows WHERE source = {account} AND NOT duplicate AND track_id IS NULL
+             ORDER BY lower(track_name), lower(artist_name), track_name
+        ), inserted AS (
+            INSERT INTO tracks (name, artist_name) SELECT track_name, artist_name FROM wanted
+            ON CONFLICT (lower(name), lower(artist_name)) WHERE spotify_id IS NULL DO NOTHING
+            RETURNING id, artist_name
+        ), linked AS (
+            INSERT INTO track_artists (track_id, position, artist_id)
+            SELECT i.id, 0, a.id FROM inserted i
+              JOIN artists a ON a.spotify_id IS NULL AND lower(a.name) = lower(i.artist_name)
+            RETURNING 1
+        )
+        SELECT count(*) FROM inserted
+    """).fetchone()[0]
+    conn.execute(f"""
+        UPDATE import_rows r SET track_id = t.id FROM tracks t
+         WHERE r.source = {account} AND NOT r.duplicate AND r.track_id IS NULL AND t.spotify_id IS NULL
+           AND lower(t.name) = lower(r.track_name) AND lower(t.artist_name) = lower(r.artist_name)
+    """)
+    return created
+
+
+def _offsets(a: PlaySource, b: PlaySource) -> tuple[int, int]:
+    """The range of (b's stored time - a's stored time), in ms, for which matching.py calls
+    two plays from these sources the same play."""
+    (a_lo, a_hi), (b_lo, b_hi) = UNCERTAINTY_MS[a], UNCERTAINTY_MS[b]
+    return a_lo - b_hi, a_hi - b_lo
+
+
+def _name_only_artists(conn: psycopg.Connection, names_query: str) -> None:
+    conn.execute(f"""
+        INSERT INTO artists (name)
+        SELECT DISTINCT ON (lower(artist_name)) artist_name FROM ({names_query}) n
+         WHERE artist_name <> '' ORDER BY lower(artist_name), artist_name
+        ON CONFLICT (lower(name)) WHERE spotify_id IS NULL DO NOTHING
+    """)
+
+
+def _count(conn: psycopg.Connection, query: str) -> int:
+    return conn.execute(query).fetchone()[0]

@@ -1,0 +1,112 @@
+"""The Import page: upload, live progress (HTMX polling), reports of past imports."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.utils import secure_filename
+
+from ..db import get_session
+from ..models import Import, ImportStatus
+from . import formats
+from .service import create_import
+from .sources import EMPTY_ZIP_MAGIC, ZIP_MAGIC, InputError
+
+bp = Blueprint("imports", __name__, url_prefix="/import")
+HISTORY = 20
+
+
+@bp.get("")
+@login_required
+def index():
+    return _page()
+
+
+@bp.post("")
+@login_required
+def upload():
+    # The body limit here is IMPORT_MAX_UPLOAD_MB (security.LimitedRequest); werkzeug spools
+    # uploads to disk, not memory.
+    files = [f for f in request.files.getlist("files") if f.filename]
+    rule = request.form.get("rule", "default")
+    if not files:
+        return _page("Choose your my_spotify_data.zip, or the JSON files from inside it.", status=400)
+    for file in files:
+        problem = _quick_check(file)
+        if problem:
+            return _page(problem, status=400)
+    session = get_session()
+    try:
+        record = create_import(session, current_user.id,
+                               [(_display_name(f.filename), f.stream) for f in files], rule)
+    except InputError as exc:
+        session.rollback()
+        return _page(str(exc), status=400)
+    from jobs.imports import defer_import
+
+    defer_import(session.connection().connection.driver_connection, record.id, current_user.id)
+    session.commit()
+    return redirect(url_for("imports.show", import_id=record.id), code=303)
+
+
+@bp.get("/<int:import_id>")
+@login_required
+def show(import_id: int):
+    return render_template("import_show.html", record=_own_import(import_id), **_context())
+
+
+@bp.get("/<int:import_id>/progress")
+@login_required
+def progress(import_id: int):
+    """The progress fragment; it stops polling itself once the import has finished."""
+    return render_template("_import_progress.html", record=_own_import(import_id), **_context())
+
+
+def _own_import(import_id: int) -> Import:
+    record = get_session().get(Import, import_id)
+    if record is None or record.user_id != current_user.id:
+        abort(404)
+    return record
+
+
+def _page(error: str | None = None, status: int = 200):
+    imports = get_session().query(Import).filter(Import.user_id == current_user.id) \
+        .order_by(Import.created_at.desc()).limit(HISTORY).all()
+    return render_template("import.html", imports=imports, error=error, **_context()), status
+
+
+def _context() -> dict:
+    settings = current_app.config["SETTINGS"]
+    return {
+        "rules": formats.RULES,
+        "skip_labels": SKIP_LABELS,
+        "running": (ImportStatus.queued.value, ImportStatus.running.value),
+        "max_upload_mb": settings.import_max_upload_bytes // 1024**2,
+        "demo_export_url": f"{settings.spotify_api_url}/_sim/export/{current_user.spotify_id}.zip"
+        if settings.demo_mode else None,
+    }
+
+
+def _quick_check(file) -> str | None:
+    """Refuse at once what is plainly not an export (the job checks everything else)."""
+    head = file.stream.read(4096)
+    file.stream.seek(0)
+    if head[:4] in (ZIP_MAGIC, EMPTY_ZIP_MAGIC) or head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"):
+        return None
+    return (f"{_display_name(file.filename)} is neither a zip file nor a JSON file. Upload my_spotify_data.zip as "
+            "Spotify sent it, or the JSON files inside it.")
+
+
+def _display_name(filename: str) -> str:
+    return secure_filename(filename) or "upload"
+
+
+SKIP_LABELS = {
+    "short_play": "Short plays (under 30 seconds)",
+    "not_finished": "Not played to the end",
+    "podcast_episode": "Podcast episodes",
+    "audiobook": "Audiobooks",
+    "private_session": "Private sessions",
+    "no_track_id": "No Spotify track id (local files, removed tracks)",
+    "malformed_row": "Rows that could not be read",
+}

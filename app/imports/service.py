@@ -1,0 +1,283 @@
+"""An import from upload to report: the one implementation behind the web page, the job
+and `audiospective import`.
+
+    create_import   an `imports` row, and the uploaded bytes in `import_chunks`
+    run_import      read every file (stream-parsed), stage its plays with COPY, merge with
+                    set-based SQL, fill the report: ONE transaction, so an import lands whole
+                    or not at all; a worker killed halfway leaves nothing, and the retried
+                    job starts over cleanly. Progress goes to the `imports` row meanwhile,
+                    on its own connection, for the page to show.
+
+Never calls Spotify: plays land at once, enrichment resolves imported tracks later.
+Every input row ends in exactly one bucket of the report; the buckets sum to the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Callable, Iterable
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ..clock import utcnow
+from ..db import Database
+from ..models import Import, ImportChunk, ImportStatus
+from . import formats
+from .merge import Stager, merge
+from .sources import InputError, Limits, Meter, Upload, rows
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 8 * 1024 * 1024
+PROGRESS_EVERY_S = 0.5
+# A few broken rows are skipped and counted; a file that is mostly broken is not a Spotify
+# export, and the whole import is refused instead.
+MALFORMED_TOLERANCE = (10, 0.01)
+STAGED = "staged"  # rows that became plays to merge
+
+
+@dataclass(frozen=True)
+class Source:
+    """One uploaded file on local disk, under the name the user gave it."""
+
+    name: str
+    path: Path
+
+
+def limits_from(settings) -> Limits:
+    return Limits(max_uncompressed_bytes=settings.import_max_expanded_bytes)
+
+
+def create_import(session: Session, user_id: int, uploads: Iterable[tuple[str, IO[bytes]]], rule: str, *,
+                  store: bool = True) -> Import:
+    """The row that tracks an import, and (with `store`) the uploaded bytes, streamed into
+    chunks. The CLI passes store=False and hands run_import the files on its own disk."""
+    if rule not in formats.RULES:
+        raise InputError(f"unknown counting rule {rule!r}; choose {' or '.join(formats.RULES)}")
+    record = Import(user_id=user_id, rule=rule, status=ImportStatus.queued.value)
+    session.add(record)
+    session.flush()
+    files, total = [], 0
+    for file_no, (name, stream) in enumerate(uploads):
+        size, seq = 0, 0
+        while chunk := stream.read(CHUNK_BYTES):
+            if store:
+                session.add(ImportChunk(import_id=record.id, file_no=file_no, seq=seq, data=chunk))
+                session.flush()  # one chunk in memory at a time
+            size += len(chunk)
+            seq += 1
+        files.append({"name": name, "bytes": size})
+        total += size
+    if not files:
+        raise InputError("no files were uploaded")
+    record.files = files
+    record.bytes_total = total
+    return record
+
+
+def run_import(database: Database, import_id: int, *, sources: list[Source] | None = None,
+               limits: Limits = Limits()) -> Import:
+    """Process an import (from its stored chunks, or from `sources` already on disk)."""
+    progress = _Progress(database, import_id)
+    with database.sessionmaker() as session:
+        record = session.get(Import, import_id)
+        if record is None:
+            raise ValueError(f"no import {import_id}")
+        if record.status in (ImportStatus.done.value, ImportStatus.failed.value):
+            return record  # a finished import is never run twice
+        user_id, rule, files = record.user_id, record.rule, record.files
+    progress.start()
+    workdir = Path(tempfile.mkdtemp(prefix=f"audiospective-import-{import_id}-"))
+    try:
+        if sources is None:
+            sources = _materialise(database, import_id, files, workdir)
+        report = _process(database, user_id, rule, sources, limits, progress)
+    except InputError as exc:
+        progress.finish(ImportStatus.failed, error=str(exc))
+        log.info("import %s refused: %s", import_id, exc)
+    except Exception:
+        log.exception("import %s failed", import_id)
+        progress.finish(ImportStatus.failed, error="Something went wrong on our side while importing; nothing was "
+                                                   "saved. Please try again; if it keeps failing, tell the admin.")
+    else:
+        progress.finish(ImportStatus.done, report=report)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        progress.close()
+    with database.sessionmaker() as session:
+        session.execute(sa.delete(ImportChunk).where(ImportChunk.import_id == import_id))
+        session.commit()
+        return session.get(Import, import_id)
+
+
+def _process(database: Database, user_id: int, rule: str, sources: list[Source], limits: Limits,
+             progress: _Progress) -> dict:
+    started = time.monotonic()
+    uploads = []
+    try:
+        for source in sources:
+            uploads.append(Upload(source.path, source.name, limits))
+        members = [m for u in uploads for m in u.members]
+        readable = [m for m in members if m.kind != formats.IGNORED]
+        if not readable:
+            names = ", ".join(sorted({m.name.rsplit("/", 1)[-1] for m in members})[:5])
+            raise InputError(f"No streaming history found in what was uploaded ({names}). Spotify's export holds "
+                             "Streaming_History_Audio_*.json (extended history) or StreamingHistory_music_*.json "
+                             "(account data).")
+        progress.total_bytes(sum(m.size for m in readable))
+
+        counts: Counter = Counter()
+        file_reports = []
+        # Only needed when account data must be matched against skipped extended rows.
+        keep_skipped = any(m.kind == formats.ACCOUNT for m in readable) and any(
+            m.kind == formats.EXTENDED for m in readable)
+        with psycopg.connect(database.url) as conn:  # the import's one transaction
+            row_no = 0
+            with Stager(conn) as stager:
+                for member in members:
+                    if member.kind == formats.IGNORED:
+                        file_reports.append({"name": member.name, "kind": "ignored", "reason": member.reason})
+                        continue
+                    read = formats.read_extended if member.kind == formats.EXTENDED else formats.read_account
+                    file_counts: Counter = Counter()
+                    first_problem = None
+                    meter = Meter()
+                    for row in rows(member, meter):
+                        row_no += 1
+                        verdict = read(row, rule)
+                        if isinstance(verdict, str):
+                            file_counts[verdict] += 1
+                            if verdict == formats.MALFORMED:
+                                first_problem = first_problem or file_counts.total()
+                            elif keep_skipped and member.kind == formats.EXTENDED:
+                                identity = formats.identify(row)
+                                if identity:
+                                    stager.add_skipped(row_no, *identity)
+                        else:
+                            file_counts[STAGED] += 1
+                            stager.add(row_no, verdict)
+                        if row_no % 2000 == 0:
+                            progress.rows(row_no, meter.bytes, lambda: counts + file_counts)
+                    _refuse_if_mostly_broken(member.name, file_counts, first_problem)
+                    counts += file_counts
+                    progress.file_done(member.size)
+                    file_reports.append({"name": member.name, "kind": member.kind, "rows": file_counts.total()})
+            read_s = time.monotonic() - started
+            merged = merge(conn, user_id, stager.staged, stage=progress.stage)
+            conn.commit()
+        log.info("import for user %s: %s rows read and staged in %.1f s, merged in %.1f s", user_id,
+                 row_no, read_s, time.monotonic() - started - read_s)
+    finally:
+        for upload in uploads:
+            upload.close()
+
+    skipped = {reason: counts[reason] for reason in formats.SKIP_REASONS if counts[reason]}
+    total = counts.total()
+    assert counts[STAGED] == stager.staged
+    report = {
+        "rows": total,
+        "imported": merged.imported,
+        "duplicate_in_upload": merged.duplicate_in_upload,
+        "already_in_archive": merged.already_in_archive,
+        "skipped": skipped,
+        "rule": rule,
+        "rule_text": formats.RULES[rule],
+        "period": {"from": _iso(merged.first_ms), "to": _iso(merged.last_ms)},
+        "new_tracks": merged.new_tracks,
+        "name_only_tracks": merged.name_only_tracks,
+        "gaps_filled": merged.gaps_filled,
+        "files": file_reports,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    accounted = report["imported"] + report["duplicate_in_upload"] + report["already_in_archive"] + sum(skipped.values())
+    assert accounted == total, f"report buckets sum to {accounted}, not {total} rows"
+    if rule == "finished" and any(f["kind"] == formats.ACCOUNT for f in file_reports):
+        report["notes"] = ["Account-data files carry no end reason, so the 30-second rule was applied to them."]
+    return report
+
+
+def _refuse_if_mostly_broken(name: str, counts: Counter, first_problem: int | None) -> None:
+    broken, rows_in_file = counts[formats.MALFORMED], counts.total()
+    absolute, share = MALFORMED_TOLERANCE
+    if broken > absolute and broken > share * rows_in_file:
+        raise InputError(f"{name}: {broken} of {rows_in_file} rows are not plays in Spotify's format (the first at "
+                         f"row {first_problem}); is this really a Spotify streaming history?")
+
+
+def _materialise(database: Database, import_id: int, files: list[dict], workdir: Path) -> list[Source]:
+    """Stored chunks back into files on this worker's disk (zips need to seek)."""
+    sources = []
+    with database.engine.connect() as conn:
+        for file_no, meta in enumerate(files):
+            path = workdir / f"{file_no}.upload"
+            with open(path, "wb") as out:
+                seq = 0
+                while True:  # one chunk at a time: memory stays flat whatever the upload's size
+                    data = conn.execute(sa.select(ImportChunk.data).where(
+                        ImportChunk.import_id == import_id, ImportChunk.file_no == file_no,
+                        ImportChunk.seq == seq)).scalar()
+                    if data is None:
+                        break
+                    out.write(data)
+                    seq += 1
+            sources.append(Source(meta["name"], path))
+    return sources
+
+
+def _iso(ms: int | None) -> str | None:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat() if ms is not None else None
+
+
+class _Progress:
+    """Writes progress to the `imports` row on its own autocommit connection, so the page
+    sees it while the import's transaction is still open."""
+
+    def __init__(self, database: Database, import_id: int):
+        self.import_id = import_id
+        self.conn = psycopg.connect(database.url, autocommit=True)
+        self._last = 0.0
+        self._bytes_done = 0
+
+    def start(self) -> None:
+        self.conn.execute("UPDATE imports SET status = 'running', stage = 'opening files', started_at = now(), "
+                          "rows_read = 0, bytes_read = 0, counts = '{}', error = NULL WHERE id = %s",
+                          (self.import_id,))
+
+    def total_bytes(self, total: int) -> None:
+        self.conn.execute("UPDATE imports SET bytes_total = %s, stage = 'reading files' WHERE id = %s",
+                          (total, self.import_id))
+
+    def rows(self, rows_read: int, member_bytes: int, counts: Callable[[], Counter]) -> None:
+        now = time.monotonic()
+        if now - self._last < PROGRESS_EVERY_S:
+            return
+        self._last = now
+        self.conn.execute("UPDATE imports SET rows_read = %s, bytes_read = %s, counts = %s WHERE id = %s",
+                          (rows_read, self._bytes_done + member_bytes, psycopg.types.json.Jsonb(dict(counts())),
+                           self.import_id))
+
+    def file_done(self, size: int) -> None:
+        self._bytes_done += size
+        self.conn.execute("UPDATE imports SET bytes_read = %s WHERE id = %s", (self._bytes_done, self.import_id))
+
+    def stage(self, name: str) -> None:
+        self.conn.execute("UPDATE imports SET stage = %s WHERE id = %s", (name, self.import_id))
+
+    def finish(self, status: ImportStatus, *, report: dict | None = None, error: str | None = None) -> None:
+        self.conn.execute(
+            "UPDATE imports SET status = %s, stage = NULL, report = %s, error = %s, finished_at = %s, "
+            "rows_read = COALESCE((%s::jsonb ->> 'rows')::int, rows_read) WHERE id = %s",
+            (status.value, psycopg.types.json.Jsonb(report) if report else None, error, utcnow(),
+             psycopg.types.json.Jsonb(report or {}), self.import_id))
+
+    def close(self) -> None:
+        self.conn.close()
