@@ -1,5 +1,6 @@
 """Enrichment: filling in what recently-played does not carry (artist images and genres,
-album labels), and refreshing it, since Spotify's terms treat metadata as a cache.
+album labels), and refreshing it, since Spotify's terms treat metadata as a cache; and
+resolving tracks that an import knew only by id and names (album, artists, duration).
 
 Runs as low-priority jobs, one at a time app-wide, on an app token (client-credentials
 grant), spending only the part of the request budget that polling leaves (budget.py).
@@ -27,11 +28,13 @@ from ..db import Database
 from ..spotify.client import SpotifyClient
 from ..spotify.errors import Forbidden, RateLimited, SpotifyError
 from .budget import Budget, Priority
+from .page import parse_track
+from .store import upsert_tracks
 
 log = logging.getLogger(__name__)
 
-KINDS = ("artists", "albums")
-BATCH_SIZE = {"artists": 50, "albums": 20}  # Spotify's limits per batch request
+KINDS = ("tracks", "artists", "albums")  # tracks first: resolving them brings new artists and albums
+BATCH_SIZE = {"tracks": 50, "artists": 50, "albums": 20}  # Spotify's limits per batch request
 REFRESH_AFTER = timedelta(days=30)
 RECHECK_MISSING_AFTER = timedelta(days=30)
 RECHECK_BATCH_AFTER = timedelta(days=1)
@@ -135,7 +138,9 @@ class Enricher:
                result: EnrichResult) -> None:
         now = self.clock()
         with self.database.session() as session:
-            for spotify_id, item in found.items():
+            if kind == "tracks":
+                upsert_tracks(session, [parse_track(item) for item in found.values()])
+            for spotify_id, item in found.items() if kind != "tracks" else ():
                 session.execute(sa.text(_UPDATE[kind]), {"id": chunk[spotify_id], "now": now, **_fields(kind, item)})
             if missing:
                 session.execute(sa.text(f"UPDATE {kind} SET missing_at = :now WHERE id = ANY(:ids)"),
@@ -178,7 +183,15 @@ _CANDIDATES = {
            AND (missing_at IS NULL OR missing_at < :recheck)
          ORDER BY enriched_at NULLS FIRST, id
          LIMIT :limit"""
-    for kind in KINDS
+    for kind in ("artists", "albums")
+} | {
+    # Tracks need resolving once; their details (not images) do not go stale.
+    "tracks": """
+        SELECT id, spotify_id FROM tracks
+         WHERE spotify_id IS NOT NULL AND enriched_at IS NULL AND :stale IS NOT NULL
+           AND (missing_at IS NULL OR missing_at < :recheck)
+         ORDER BY id
+         LIMIT :limit""",
 }
 
 _UPDATE = {

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any
 
 from ..spotify.errors import BadData
 
@@ -97,7 +97,7 @@ def parse_page(body: Any) -> Page:
         if reason:
             skipped[reason] += 1
             continue
-        plays.append(PolledPlay(played_ms, _track(track)))
+        plays.append(PolledPlay(played_ms, parse_track(track)))
     if items and not plays and skipped["malformed item"] == len(items):
         raise BadData(f"none of the {len(items)} recently-played items could be read")
     plays.sort(key=lambda p: p.played_at_ms, reverse=True)
@@ -110,10 +110,6 @@ def find_gap(item_count: int, oldest_ms: int | None, cursor_ms: int | None) -> G
     if cursor_ms is None or oldest_ms is None or item_count < PAGE_LIMIT:
         return None
     return Gap(cursor_ms, oldest_ms) if oldest_ms > cursor_ms else None
-
-
-def newest_ms(played_at_ms: Sequence[int]) -> int | None:
-    return max(played_at_ms, default=None)
 
 
 def parse_played_at(value: Any) -> int | None:
@@ -197,7 +193,8 @@ def _album(value: Any) -> PolledAlbum | None:
     )
 
 
-def _track(track: dict) -> PolledTrack:
+def parse_track(track: dict) -> PolledTrack:
+    """A full track object (recently-played items, /v1/tracks) as the catalogue stores it."""
     external_ids = track.get("external_ids")
     isrc = _text(external_ids.get("isrc")) if isinstance(external_ids, dict) else None
     explicit = track.get("explicit")

@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ..matching import WIDEST_MS, same_play
 from ..models import PlaySource
 from .page import Gap, PolledAlbum, PolledArtist, PolledPlay, PolledTrack, ms_to_datetime
 
@@ -27,22 +28,29 @@ class Stored:
     new_played_at_ms: tuple[int, ...]
 
 
-def existing_played_at(session: Session, user_id: int, plays: Sequence[PolledPlay]) -> set[tuple[str, int]]:
-    """(track spotify id, played_at ms) of the page's plays already archived."""
+def already_archived(session: Session, user_id: int, plays: Sequence[PolledPlay]) -> list[PolledPlay]:
+    """The page's plays the archive already holds: polled before, or imported from a data
+    export (same track, end times matching by matching.py's rule)."""
     if not plays:
-        return set()
+        return []
     rows = session.execute(sa.text("""
-        SELECT t.spotify_id, (extract(epoch FROM p.played_at) * 1000)::bigint
+        SELECT t.spotify_id, (extract(epoch FROM p.played_at) * 1000)::bigint, p.source
           FROM plays p JOIN tracks t ON t.id = p.track_id
          WHERE p.user_id = :user_id AND p.played_at BETWEEN :oldest AND :newest
-    """), {"user_id": user_id, "oldest": ms_to_datetime(min(p.played_at_ms for p in plays)),
-           "newest": ms_to_datetime(max(p.played_at_ms for p in plays))})
-    return {(spotify_id, ms) for spotify_id, ms in rows}
+    """), {"user_id": user_id,
+           "oldest": ms_to_datetime(min(p.played_at_ms for p in plays) - WIDEST_MS),
+           "newest": ms_to_datetime(max(p.played_at_ms for p in plays) + WIDEST_MS)})
+    existing: dict[str, list[tuple[int, int]]] = {}
+    for spotify_id, ms, source in rows:
+        existing.setdefault(spotify_id, []).append((ms, source))
+    poll = int(PlaySource.poll)
+    return [p for p in plays
+            if any(same_play(p.played_at_ms, poll, ms, source) for ms, source in existing.get(p.track.spotify_id, ()))]
 
 
 def store_plays(session: Session, user_id: int, plays: Sequence[PolledPlay]) -> Stored:
-    known = existing_played_at(session, user_id, plays)
-    fresh = [p for p in plays if (p.track.spotify_id, p.played_at_ms) not in known]
+    known = set(map(id, already_archived(session, user_id, plays)))
+    fresh = [p for p in plays if id(p) not in known]
     if not fresh:
         return Stored(0, ())
     track_ids = upsert_tracks(session, [p.track for p in fresh])
@@ -71,7 +79,8 @@ def record_gap(session: Session, user_id: int, gap: Gap) -> None:
 
 
 def upsert_tracks(session: Session, tracks: Iterable[PolledTrack]) -> dict[str, int]:
-    """Spotify track id -> tracks.id, creating whatever is missing."""
+    """Make the catalogue know these full track objects: Spotify track id -> tracks.id,
+    creating what is missing and completing what an import knew only by name."""
     unique = {t.spotify_id: t for t in tracks}
     if not unique:
         return {}
@@ -90,15 +99,30 @@ def upsert_tracks(session: Session, tracks: Iterable[PolledTrack]) -> dict[str, 
         "isrc": [t.isrc for t in ordered],
     }
     created = dict(session.execute(sa.text("""
-        INSERT INTO tracks (spotify_id, name, album_id, duration_ms, explicit, isrc)
-        SELECT * FROM unnest(CAST(:spotify_id AS text[]), CAST(:name AS text[]), CAST(:album_id AS integer[]),
-                             CAST(:duration_ms AS integer[]), CAST(:explicit AS boolean[]), CAST(:isrc AS text[]))
+        INSERT INTO tracks (spotify_id, name, album_id, duration_ms, explicit, isrc, enriched_at)
+        SELECT *, now() FROM unnest(CAST(:spotify_id AS text[]), CAST(:name AS text[]), CAST(:album_id AS integer[]),
+                                    CAST(:duration_ms AS integer[]), CAST(:explicit AS boolean[]), CAST(:isrc AS text[]))
         ON CONFLICT (spotify_id) DO NOTHING
         RETURNING spotify_id, id
     """), params).all())
-    if created:
-        links = [(created[t.spotify_id], position, artist_ids[a.spotify_id])
-                 for t in ordered if t.spotify_id in created for position, a in enumerate(t.artists)]
+    # Tracks an import created from names alone: these full objects resolve them (album,
+    # artists in order, duration), replacing the name-only placeholders.
+    resolved = dict(session.execute(sa.text("""
+        UPDATE tracks t SET name = u.name, album_id = u.album_id, duration_ms = u.duration_ms,
+               explicit = u.explicit, isrc = u.isrc, enriched_at = now(), missing_at = NULL
+          FROM unnest(CAST(:spotify_id AS text[]), CAST(:name AS text[]), CAST(:album_id AS integer[]),
+                      CAST(:duration_ms AS integer[]), CAST(:explicit AS boolean[]), CAST(:isrc AS text[]))
+               AS u(spotify_id, name, album_id, duration_ms, explicit, isrc)
+         WHERE t.spotify_id = u.spotify_id AND t.enriched_at IS NULL
+        RETURNING t.spotify_id, t.id
+    """), params).all())
+    if resolved:
+        session.execute(sa.text("DELETE FROM track_artists WHERE track_id = ANY(:ids)"),
+                        {"ids": list(resolved.values())})
+    linked = created | resolved
+    if linked:
+        links = [(linked[t.spotify_id], position, artist_ids[a.spotify_id])
+                 for t in ordered if t.spotify_id in linked for position, a in enumerate(t.artists)]
         if links:
             session.execute(sa.text("""
                 INSERT INTO track_artists (track_id, position, artist_id)
@@ -107,7 +131,7 @@ def upsert_tracks(session: Session, tracks: Iterable[PolledTrack]) -> dict[str, 
                 ON CONFLICT DO NOTHING
             """), {"track_id": [link[0] for link in links], "position": [link[1] for link in links],
                    "artist_id": [link[2] for link in links]})
-    return created | _ids_of(session, "tracks", [s for s in unique if s not in created])
+    return linked | _ids_of(session, "tracks", [s for s in unique if s not in linked])
 
 
 def _upsert_artists(session: Session, artists: Iterable[PolledArtist]) -> dict[str, int]:
