@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-import pytest
 
 import jobs
 from jobs.archival import poll_batch

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 
 from app.archival.budget import Budget
 from app.archival.dispatch import dispatch_due

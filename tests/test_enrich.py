@@ -75,3 +75,36 @@ def test_enrichment_stops_when_polling_needs_the_budget(app, simulator, db_conn,
     db_conn.execute("UPDATE api_budget SET tokens = 10, updated_at = clock_timestamp()")  # 10 of 150: under the reserve
     result = Enricher.from_app(app).run("artists", max_items=1000)
     assert result.stopped == "budget" and result.requests == 0 and enriched(db_conn, "artists") == 0
+
+
+def test_imported_tracks_are_resolved_by_enrichment(app, simulator, db_conn):
+    import io
+
+    from app.imports.service import create_import, run_import
+    from app.simulator.export import export_zip
+
+    now = freeze(simulator)
+    user = add_users(app, simulator, ["sim-acct-jo"])["sim-acct-jo"]
+    database = app.extensions["database"]
+    with database.session() as session:
+        data = export_zip(simulator.world, simulator.world.account("sim-acct-jo"), now - 20 * 86_400_000, now)
+        import_id = create_import(session, user, [("x.zip", io.BytesIO(data))], "default").id
+    run_import(database, import_id)
+    pending = db_conn.execute("SELECT count(*) FROM tracks WHERE enriched_at IS NULL").fetchone()[0]
+    assert pending > 0
+    assert db_conn.execute("SELECT count(*) FROM albums WHERE spotify_id IS NULL").fetchone()[0] > 0
+
+    result = Enricher.from_app(app).run("tracks", max_items=1000)
+    assert result.updated == pending and result.used_batch
+    assert db_conn.execute("SELECT count(*) FROM tracks WHERE enriched_at IS NULL").fetchone()[0] == 0
+    # Every track now points at its real album and its real artists, in Spotify's order.
+    world = simulator.world
+    for spotify_id, album, artists in db_conn.execute("""
+            SELECT t.spotify_id, al.spotify_id, array_agg(a.spotify_id ORDER BY ta.position)
+              FROM tracks t JOIN albums al ON al.id = t.album_id
+              JOIN track_artists ta ON ta.track_id = t.id JOIN artists a ON a.id = ta.artist_id
+             GROUP BY t.spotify_id, al.spotify_id"""):
+        index = world.catalogue.lookup("tracks", spotify_id)
+        track = world.catalogue.tracks[index]
+        assert album == world.catalogue.albums[track.album_index].id
+        assert artists == [world.catalogue.artists[i].id for i in track.artist_indexes]

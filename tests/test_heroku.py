@@ -10,6 +10,7 @@ import psycopg
 import pytest
 import requests
 
+from app.migrate import head
 from conftest import RunningApp, cli
 
 
@@ -25,7 +26,7 @@ def test_release_then_run_then_sign_in(heroku_url, tmp_path):
                                         "TOKEN_ENCRYPTION_KEY": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
                                         "SPOTIFY_CLIENT_ID": "x", "SPOTIFY_CLIENT_SECRET": "y"})
     assert release.returncode == 0, release.stderr
-    assert "database at 0002 (head)" in release.stdout
+    assert f"database at {head()} (head)" in release.stdout
 
     app = RunningApp(tmp_path / "var", extra_env={
         "DATABASE_URL": heroku_url, "SECRET_KEY": "k" * 32,

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from app.config import sqlalchemy_url
-from app.migrate import current, downgrade, include_object, upgrade
+from app.migrate import current, downgrade, head, include_object, upgrade
 from app.models import Base
 from conftest import fresh_database
 
@@ -56,7 +56,7 @@ def test_plays_keep_milliseconds_and_one_index_serves_uniqueness_and_ranges(db_c
 def test_downgrade_to_nothing_and_back(pg_admin_url):
     url = fresh_database(pg_admin_url, "audiospective_migrations")
     upgrade(url)
-    assert current(url) == "0002 (head)"
+    assert current(url) == f"{head()} (head)"
     downgrade(url, "base")
     with psycopg.connect(url) as conn:
         assert tables(conn) == {"alembic_version"}

@@ -102,7 +102,7 @@ def test_more_than_50_plays_between_polls_records_a_gap(app, archivist, simulato
 
     sign_in(client, "sim-acct-sam")
     page = client.get("/dashboard").get_data(as_text=True)
-    assert "1 possible gap" in page and "Importing your Spotify data export fills these in" in page
+    assert "1 possible gap" in page and "Importing your Spotify data export</a> fills these in" in page
 
 
 def test_a_crash_mid_poll_leaves_nothing_behind(app, archivist, simulator, db_conn, monkeypatch):

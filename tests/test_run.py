@@ -77,3 +77,34 @@ def test_demo_journey_in_a_real_browser(running, page):
     assert page.get_by_role("link", name="Sign in with Spotify").is_visible()
     # Console errors include CSP violations: a strict policy must not break the pages.
     assert problems == []
+
+
+@pytest.mark.browser
+def test_import_journey_in_a_real_browser(running, page, tmp_path):
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None)
+    page.goto(running.url)
+    page.get_by_role("link", name="Sign in with Spotify").click()
+    page.get_by_label("Riley Demo").check()
+    page.get_by_role("button", name="Agree").click()
+    page.wait_for_url(f"{running.url}/dashboard")
+
+    page.get_by_role("link", name="Import").first.click()
+    page.wait_for_url(f"{running.url}/import")
+    # Demo mode offers an export of the simulated listening; fetch it as a user would.
+    export_url = page.get_by_role("link", name="a data export of your simulated listening").get_attribute("href")
+    export = tmp_path / "my_spotify_data.zip"
+    export.write_bytes(requests.get(export_url, timeout=30).content)
+
+    page.set_input_files("input[type=file]", str(export))
+    assert "my_spotify_data.zip" in page.inner_text("[data-chosen-files]")
+    page.get_by_role("button", name="Import").click()
+    page.wait_for_url(f"{running.url}/import/*")
+    # The worker of `audiospective run` picks the job up; the page follows it by itself.
+    page.wait_for_selector("text=plays added to your archive", timeout=60_000)
+    assert "Every row is accounted for" in page.inner_text("#import-progress")
+    rows = page.inner_text("table.report tfoot td")
+    assert int(rows.replace(",", "")) > 0
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "import-report.png"), full_page=True)
+    assert problems == []

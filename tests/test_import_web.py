@@ -1,0 +1,130 @@
+"""The Import page: upload, the job, live progress, reports; and a worker killed mid-import."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import psycopg
+import pytest
+
+from app import create_app
+from app.config import load_settings
+from app.imports.service import run_import
+from app.simulator.export import export_zip, synthetic_history, synthetic_zip
+from conftest import app_environ, csrf_token, freeze, sign_in, wait_for
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture
+def riley(client, simulator):
+    sign_in(client, "sim-acct-riley")
+    return client
+
+
+def upload(client, files: dict[str, bytes], rule="default", token=None):
+    data = {"rule": rule, "files": [(io.BytesIO(content), name) for name, content in files.items()]}
+    if token is not False:
+        data["csrf_token"] = token or csrf_token(client, "/import")
+    return client.post("/import", data=data, content_type="multipart/form-data")
+
+
+def test_upload_queues_a_job_and_the_page_follows_it_to_the_report(riley, app, simulator, db_conn):
+    now = freeze(simulator)
+    data = export_zip(simulator.world, simulator.world.account("sim-acct-riley"), now - 10 * DAY_MS, now)
+    response = upload(riley, {"my_spotify_data.zip": data})
+    assert response.status_code == 303
+    import_id = int(re.search(r"/import/(\d+)$", response.headers["Location"]).group(1))
+    job = db_conn.execute("SELECT task_name, args, lock FROM procrastinate_jobs").fetchone()
+    user_id = db_conn.execute("SELECT id FROM users").fetchone()[0]
+    assert job == ("jobs.imports.import_export", {"import_id": import_id}, f"import-user-{user_id}")
+    assert db_conn.execute("SELECT count(*) FROM import_chunks").fetchone()[0] == 1  # stored for any worker
+
+    page = riley.get(f"/import/{import_id}").get_data(as_text=True)
+    assert "Waiting for a worker" in page and 'hx-trigger="every 1s"' in page
+
+    run_import(app.extensions["database"], import_id)  # what the job does
+    fragment = riley.get(f"/import/{import_id}/progress", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "plays added to your archive" in fragment and "hx-trigger" not in fragment  # polling stops
+    report = db_conn.execute("SELECT report FROM imports WHERE id = %s", (import_id,)).fetchone()[0]
+    assert f"{report['imported']:,}</td>" in fragment and f"{report['rows']:,}</td>" in fragment
+    assert "<html" not in fragment
+
+    listing = riley.get("/import").get_data(as_text=True)
+    assert "my_spotify_data.zip" in listing and f"{report['imported']:,} plays added" in listing
+    assert f"{report['imported']:,}" in riley.get("/dashboard").get_data(as_text=True)
+
+
+def test_other_users_cannot_see_an_import(riley, app, simulator):
+    upload(riley, {"Streaming_History_Audio_2024.json": b"[]"})
+    other = app.test_client()
+    sign_in(other, "sim-acct-sam")
+    assert other.get("/import/1").status_code == 404
+    assert other.get("/import/1/progress").status_code == 404
+    assert "Streaming_History_Audio_2024.json" not in other.get("/import").get_data(as_text=True)
+
+
+def test_uploads_need_csrf_and_files_and_the_right_kind_of_file(riley, db_conn):
+    assert upload(riley, {"x.json": b"[]"}, token=False).status_code == 400
+    empty = riley.post("/import", data={"csrf_token": csrf_token(riley, "/import")})
+    assert empty.status_code == 400 and "Choose your my_spotify_data.zip" in empty.get_data(as_text=True)
+    picture = upload(riley, {"cat.png": b"\x89PNG\r\n\x1a\n"})
+    assert picture.status_code == 400 and "cat.png is neither a zip file nor a JSON file" in picture.get_data(
+        as_text=True)
+    assert db_conn.execute("SELECT count(*) FROM imports").fetchone()[0] == 0
+
+
+def test_uploads_over_the_limit_are_refused(database_url, simulator, db_conn):
+    settings = load_settings(app_environ(database_url, simulator.url, IMPORT_MAX_UPLOAD_MB="1"))
+    small = create_app({"TESTING": True}, settings=settings)
+    client = small.test_client()
+    sign_in(client, "sim-acct-riley")
+    response = upload(client, {"big.json": b"[" + b" " * (2 * 1024 * 1024) + b"]"})
+    assert response.status_code == 413 and "Upload too large" in response.get_data(as_text=True)
+    assert db_conn.execute("SELECT count(*) FROM imports").fetchone()[0] == 0
+    small.extensions["database"].dispose()
+
+
+def test_a_failed_import_says_why_and_that_nothing_was_saved(riley, app, db_conn):
+    upload(riley, {"Streaming_History_Audio_2024.json": json.dumps({"not": "a list"}).encode()})
+    run_import(app.extensions["database"], 1)
+    page = riley.get("/import/1").get_data(as_text=True)
+    assert "The import failed." in page and "expected a list of plays" in page and "Nothing was saved." in page
+
+
+def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_finishes(app, simulator, db_conn, database_url,
+                                                                         workers, tmp_path):
+    # A user created ahead of sign-in (no tokens, never polled): only the import writes plays.
+    user_id = db_conn.execute("INSERT INTO users (spotify_id, display_name) VALUES ('family', 'Family') "
+                              "RETURNING id").fetchone()[0]
+    path = tmp_path / "my_spotify_data.zip"
+    synthetic_zip(path, synthetic_history(150_000, years=4, tracks=20_000, artists=4_000))
+    from app.imports.service import create_import
+    from jobs.imports import defer_import
+
+    with app.extensions["database"].session() as session:
+        with open(path, "rb") as f:
+            record = create_import(session, user_id, [("my_spotify_data.zip", f)], "default")
+        import_id = record.id
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        defer_import(conn, import_id, user_id)
+
+    first = workers()
+    wait_for(lambda: db_conn.execute("SELECT rows_read FROM imports WHERE id = %s", (import_id,)
+                                     ).fetchone()[0] > 20_000, message="the import under way")
+    first.kill()
+    assert db_conn.execute("SELECT status FROM imports WHERE id = %s", (import_id,)).fetchone()[0] == "running"
+    assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 0  # its transaction died with it
+
+    workers()
+    wait_for(lambda: db_conn.execute("SELECT status FROM imports WHERE id = %s", (import_id,)
+                                     ).fetchone()[0] == "done", timeout=120, message="the retried import")
+    report = db_conn.execute("SELECT report FROM imports WHERE id = %s", (import_id,)).fetchone()[0]
+    assert report["rows"] == 150_000
+    assert report["imported"] + report["already_in_archive"] + report["duplicate_in_upload"] + sum(
+        report["skipped"].values()) == 150_000
+    assert report["already_in_archive"] == 0  # a clean restart, not a half-merged one
+    assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == report["imported"] > 100_000
+    assert db_conn.execute("SELECT count(*) FROM import_chunks").fetchone()[0] == 0
