@@ -28,6 +28,15 @@ def alembic_config(database_url: str, *, stdout=None) -> Config:
     return config
 
 
+def head() -> str:
+    """The newest revision in migrations/."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from procrastinate import JobContext
 from sqlalchemy.orm import Session
 
 from app.archival.dispatch import dispatch_due
