@@ -44,6 +44,14 @@ def test_upload_queues_a_job_and_the_page_follows_it_to_the_report(riley, app, s
 
     page = riley.get(f"/import/{import_id}").get_data(as_text=True)
     assert "Waiting for a worker" in page and 'hx-trigger="every 1s"' in page
+    # Mid-import, the fragment shows rows so far and an estimate of the total.
+    db_conn.execute("UPDATE imports SET status = 'running', stage = 'reading files', rows_read = 4000, "
+                    "bytes_read = 1000000, bytes_total = 5000000, counts = '{\"short_play\": 12}' WHERE id = %s",
+                    (import_id,))
+    running = riley.get(f"/import/{import_id}/progress").get_data(as_text=True)
+    assert "Reading files…" in running and "4,000</strong> rows read" in running and "of about 20,000" in running
+    assert "Short plays (under 30 seconds)" in running and 'hx-trigger="every 1s"' in running
+    db_conn.execute("UPDATE imports SET status = 'queued' WHERE id = %s", (import_id,))
 
     run_import(app.extensions["database"], import_id)  # what the job does
     fragment = riley.get(f"/import/{import_id}/progress", headers={"HX-Request": "true"}).get_data(as_text=True)
