@@ -236,14 +236,18 @@ class TrackArtist(Base):
 
 class Play(Base):
     """One play. The primary key (user_id, played_at, track_id) is the uniqueness rule
-    *and* the index for range scans by (user_id, played_at): one index, not two."""
+    *and* the index for range scans by (user_id, played_at): one index, not two.
+
+    Immutable (insert and delete only), and without foreign keys: triggers (migration
+    0004) keep the listening rollups exact, delete a user's plays with the user, and
+    refuse to delete catalogue tracks."""
 
     __tablename__ = "plays"
 
     # Column order is storage order: the 8-byte timestamp first avoids alignment padding.
     played_at: Mapped[datetime] = mapped_column(TimestampMs)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
-    track_id: Mapped[int] = mapped_column(sa.ForeignKey("tracks.id"))
+    user_id: Mapped[int] = mapped_column(sa.Integer)  # users.id
+    track_id: Mapped[int] = mapped_column(sa.Integer)  # tracks.id
     ms_played: Mapped[int | None] = mapped_column(sa.Integer)
     source: Mapped[int] = mapped_column(sa.SmallInteger)
 
@@ -333,3 +337,73 @@ class ImportChunk(Base):
     file_no: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
     seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+# --- listening rollups (migration 0004: written only by triggers on plays) -----------------
+# UTC-aligned buckets: any local period is an exact union of them, whatever the user's
+# time zone. Read by app/stats; never written by application code.
+
+
+class PlayQuarter(Base):
+    __tablename__ = "play_quarters"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    quarter: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)  # UTC quarter-hour start
+    plays: Mapped[int] = mapped_column(sa.Integer)
+    ms: Mapped[int] = mapped_column(sa.BigInteger)
+    estimated: Mapped[int] = mapped_column(sa.Integer)  # plays whose ms is the track's length
+
+
+class TrackMonth(Base):
+    __tablename__ = "track_months"
+    __table_args__ = (sa.Index("ix_track_months_user_track", "user_id", "track_id", "month"),)
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    month: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)  # UTC month start
+    track_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    plays: Mapped[int] = mapped_column(sa.Integer)
+    ms: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class TrackYear(Base):
+    __tablename__ = "track_years"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    year: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)  # UTC year start
+    track_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    plays: Mapped[int] = mapped_column(sa.Integer)
+    ms: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class TrackTotal(Base):
+    __tablename__ = "track_totals"
+    __table_args__ = (sa.Index("ix_track_totals_first", "user_id", "first_played_at"),)
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    track_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    plays: Mapped[int] = mapped_column(sa.Integer)
+    ms: Mapped[int] = mapped_column(sa.BigInteger)
+    first_played_at: Mapped[datetime] = mapped_column(TimestampMs)
+    last_played_at: Mapped[datetime] = mapped_column(TimestampMs)
+
+
+class ListeningSession(Base):
+    """A run of plays with at most 10 minutes between one's end and the next's start."""
+
+    __tablename__ = "listening_sessions"
+    __table_args__ = (sa.Index("ix_listening_sessions_end", "user_id", "ended_at"),)
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(TimestampMs, primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(TimestampMs)
+    plays: Mapped[int] = mapped_column(sa.Integer)
+    ms: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class ArchiveVersion(Base):
+    """Bumped by every change to a user's plays: what makes cached statistics exact."""
+
+    __tablename__ = "archive_versions"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(sa.BigInteger)

@@ -1,0 +1,238 @@
+"""Every dashboard number equals a plain recount on the raw `plays` table: random ranges,
+time zones with DST and with 30- and 45-minute offsets, plays from imports (listening
+time known) and polls (estimated from track length), and after deletions."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from app.archival.poll import Archivist, poll_user
+from app.imports.service import create_import, run_import
+from app.simulator.export import synthetic_history
+from app.stats import queries
+from app.stats.periods import between, resolve, zone
+from conftest import add_users, freeze
+
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe",
+         "Pacific/Chatham", "America/St_Johns"]
+SESSION_GAP = timedelta(minutes=10)
+
+
+@pytest.fixture
+def archive(app, simulator, db_conn):
+    """User 'sim-acct-sam' with three years imported and some polled plays; another user beside."""
+    world = simulator.world
+    world.config.access_token_ttl_s = 400 * 86_400
+    users = add_users(app, simulator, ["sim-acct-sam", "sim-acct-riley"])
+    database = app.extensions["database"]
+    import json
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for n, part in enumerate(synthetic_history(12_000, years=3, tracks=3_000, artists=600, seed=5,
+                                                   end_ms=int(datetime(2025, 7, 1, tzinfo=timezone.utc).timestamp() * 1000),
+                                                   rows_per_file=5_000)):
+            archive.writestr(f"Streaming_History_Audio_{n}.json", json.dumps(part))
+    with database.session() as session:
+        import_id = create_import(session, users["sim-acct-sam"], [("h.zip", io.BytesIO(buffer.getvalue()))],
+                                  "default").id
+    assert run_import(database, import_id).status == "done"
+    archivist = Archivist.from_app(app)
+    for moment in (datetime(2025, 3, 30, 3, tzinfo=timezone.utc), datetime(2025, 6, 30, 20, tzinfo=timezone.utc)):
+        freeze(simulator, int(moment.timestamp() * 1000))
+        for user_id in users.values():
+            assert poll_user(archivist, user_id).outcome == "archived"
+    # Genres for some artists, as enrichment would add.
+    db_conn.execute("UPDATE artists SET genres = ARRAY['indie pop', 'dream pop'] WHERE id % 3 = 0")
+    db_conn.execute("UPDATE artists SET genres = ARRAY['post-punk'] WHERE id % 3 = 1")
+    return users
+
+
+# --- the recount: straight from plays, sharing nothing with app/stats ---------------------------
+
+
+def raw_plays(db_conn, uid):
+    return db_conn.execute("""
+        SELECT p.played_at, p.track_id, coalesce(p.ms_played, t.duration_ms, 0), p.ms_played IS NULL, t.album_id
+          FROM plays p JOIN tracks t ON t.id = p.track_id WHERE p.user_id = %s ORDER BY p.played_at
+    """, (uid,)).fetchall()
+
+
+def recount(db_conn, uid, period, plays_cache={}):
+    key = (uid, id(db_conn), db_conn.execute("SELECT count(*) FROM plays").fetchone()[0])
+    if key not in plays_cache:
+        plays_cache.clear()
+        plays_cache[key] = raw_plays(db_conn, uid)
+    plays = [p for p in plays_cache[key] if (period.start is None or p[0] >= period.start) and p[0] < period.end]
+    artists_of = defaultdict(list)
+    for track, artist in db_conn.execute("SELECT track_id, artist_id FROM track_artists ORDER BY position"):
+        artists_of[track].append(artist)
+    genres_of = {a: g or [] for a, g in db_conn.execute("SELECT id, genres FROM artists")}
+    primary = {t: a for t, a in db_conn.execute("SELECT track_id, artist_id FROM track_artists WHERE position = 0")}
+    tz = period.tz
+    local = [(p[0].astimezone(tz), *p[1:]) for p in plays]
+    result = {
+        "plays": len(plays), "ms": sum(p[2] for p in plays), "estimated": sum(1 for p in plays if p[3]),
+        "tracks": len({p[1] for p in plays}), "albums": len({p[4] for p in plays if p[4] is not None}),
+        "artists": len({a for p in plays for a in artists_of[p[1]]}),
+        "days": len({p[0].date() for p in local}),
+        "clock": Counter((p[0].weekday(), p[0].hour) for p in local),
+        "by_day": Counter(p[0].date() for p in local),
+    }
+    for kind, key_of in (("tracks", lambda p: [p[1]]), ("artists", lambda p: artists_of[p[1]]),
+                         ("albums", lambda p: [p[4]] if p[4] is not None else [])):
+        plays_by, ms_by = Counter(), Counter()
+        for p in plays:
+            for k in key_of(p):
+                plays_by[k] += 1
+                ms_by[k] += p[2]
+        result[f"top_{kind}_plays"] = sorted(plays_by, key=lambda k: (-plays_by[k], k))[:10]
+        result[f"top_{kind}_minutes"] = sorted(plays_by, key=lambda k: (-ms_by[k], -plays_by[k], k))[:10]
+        result[f"{kind}_counts"] = (plays_by, ms_by)
+    genre_plays, with_genres = Counter(), 0
+    for p in plays:
+        artist = primary.get(p[1])
+        for g in genres_of.get(artist, []):
+            genre_plays[g] += 1
+        with_genres += 1 if genres_of.get(artist) else 0
+    result["genres"] = genre_plays
+    result["genre_coverage"] = with_genres / len(plays) if plays else 0.0
+    return result
+
+
+def assert_panels_match(db_conn, conn, uid, period):
+    expected = recount(db_conn, uid, period)
+    what = f"{period.label} in {period.tz.key}"
+    totals = queries.totals(conn, uid, period)
+    assert (totals.plays, totals.ms, totals.estimated, totals.tracks, totals.artists, totals.albums, totals.days) == (
+        expected["plays"], expected["ms"], expected["estimated"], expected["tracks"], expected["artists"],
+        expected["albums"], expected["days"]), what
+    for kind in ("tracks", "artists", "albums"):
+        plays_by, ms_by = expected[f"{kind}_counts"]
+        for by in ("plays", "minutes"):
+            top = queries.top(conn, uid, period, kind, by)
+            assert [t.id for t in top] == expected[f"top_{kind}_{by}"], f"top {kind} by {by}, {what}"
+            assert all((t.plays, t.ms) == (plays_by[t.id], ms_by[t.id]) for t in top), what
+    grid = queries.clock(conn, uid, period)
+    assert {(d, h): v for d in range(7) for h in range(24) if (v := grid[d][h])} == dict(expected["clock"]), what
+    line = queries.timeline(conn, uid, period)
+    bucketed = Counter()
+    for day, plays in expected["by_day"].items():
+        bucketed[queries._truncate(day, line.unit)] += plays
+    assert {d: v for d, v in line.points if v} == dict(bucketed), what
+    if expected["plays"]:
+        habits = queries.habits(conn, uid, period)
+        busiest = max(expected["by_day"].items(), key=lambda kv: (kv[1], kv[0]))
+        assert habits.busiest_day == busiest, what
+        assert habits.longest_streak[2] == longest_run(sorted(expected["by_day"])), what
+    genres = queries.genres(conn, uid, period)
+    if expected["plays"]:
+        assert genres.coverage == pytest.approx(expected["genre_coverage"]), what
+        assert dict(genres.top) == {g: n for g, n in expected["genres"].items() if g in dict(genres.top)}, what
+        assert sorted(dict(genres.top).values(), reverse=True) == sorted(expected["genres"].values(), reverse=True)[:10]
+
+
+def longest_run(days: list[date]) -> int:
+    best = run = 0
+    for i, day in enumerate(days):
+        run = run + 1 if i and day - days[i - 1] == timedelta(days=1) else 1
+        best = max(best, run)
+    return best
+
+
+def test_panels_equal_a_recount_for_random_ranges_and_time_zones(app, archive, db_conn):
+    uid = archive["sim-acct-sam"]
+    rng = random.Random(11)
+    engine = app.extensions["database"].engine
+    first, last = date(2022, 6, 1), date(2025, 7, 2)
+    periods = [resolve("all", zone(tz), datetime(2025, 7, 2, tzinfo=timezone.utc)) for tz in ZONES[:3]]
+    # Around DST changes (Berlin and New York), month and year boundaries, and random spans.
+    periods += [between(date(2025, 3, 30), date(2025, 3, 30), zone("Europe/Berlin")),
+                between(date(2024, 10, 20), date(2024, 11, 5), zone("America/New_York")),
+                between(date(2023, 12, 15), date(2025, 1, 20), zone("Pacific/Chatham")),
+                between(date(2024, 4, 6), date(2024, 4, 7), zone("Australia/Lord_Howe"))]
+    for _ in range(16):
+        length = rng.choice([1, 3, 20, 61, 63, 100, 380, 700])
+        start = first + timedelta(days=rng.randrange((last - first).days - length))
+        periods.append(between(start, start + timedelta(days=length - 1), zone(rng.choice(ZONES))))
+    with engine.connect() as conn:
+        for period in periods:
+            assert_panels_match(db_conn, conn, uid, period)
+
+
+def test_discoveries_and_sessions_equal_a_recount(app, archive, db_conn):
+    uid = archive["sim-acct-sam"]
+    period = between(date(2024, 2, 1), date(2024, 8, 31), zone("Europe/Berlin"))
+    plays = raw_plays(db_conn, uid)
+    first_of_track = {}
+    for played_at, track, *_ in plays:
+        first_of_track.setdefault(track, played_at)
+    first_of_artist = {}
+    for track, artist in db_conn.execute("SELECT track_id, artist_id FROM track_artists"):
+        if track in first_of_track:
+            first_of_artist[artist] = min(first_of_artist.get(artist, first_of_track[track]), first_of_track[track])
+    with app.extensions["database"].engine.connect() as conn:
+        found = queries.discoveries(conn, uid, period)
+        habits = queries.habits(conn, uid, period, sessions=5)
+    in_period = lambda moment: period.start <= moment < period.end  # noqa: E731
+    assert found.tracks == sum(1 for m in first_of_track.values() if in_period(m))
+    assert found.artists == sum(1 for m in first_of_artist.values() if in_period(m))
+
+    sessions, current = [], None
+    for played_at, _, ms, *_ in plays:
+        start = played_at - timedelta(milliseconds=ms)
+        if current and start - current[1] <= SESSION_GAP:
+            current = [min(current[0], start), max(current[1], played_at), current[2] + 1]
+        else:
+            if current:
+                sessions.append(current)
+            current = [start, played_at, 1]
+    sessions.append(current)
+    longest = sorted((s for s in sessions if in_period(s[0])), key=lambda s: (s[1] - s[0], s[0]), reverse=True)[:5]
+    assert [(s[0], s[1], s[2]) for s in habits.sessions] == [
+        (s[0].replace(microsecond=s[0].microsecond // 1000 * 1000), s[1], s[2]) for s in longest]
+
+
+def test_rollups_stay_exact_after_deletions(app, archive, db_conn):
+    uid = archive["sim-acct-sam"]
+    db_conn.execute("DELETE FROM plays WHERE user_id = %s AND played_at >= '2024-05-01' AND played_at < '2024-05-20'",
+                    (uid,))
+    db_conn.execute("DELETE FROM plays WHERE user_id = %s AND track_id IN "
+                    "(SELECT track_id FROM track_totals WHERE user_id = %s ORDER BY plays DESC LIMIT 2)", (uid, uid))
+    with app.extensions["database"].engine.connect() as conn:
+        for period in (between(date(2024, 4, 1), date(2024, 6, 30), zone("Asia/Kolkata")),
+                       resolve("all", zone("UTC"), datetime(2025, 7, 2, tzinfo=timezone.utc))):
+            assert_panels_match(db_conn, conn, uid, period)
+    first_last = db_conn.execute("""
+        SELECT count(*) FROM track_totals tt WHERE user_id = %s AND (
+               first_played_at IS DISTINCT FROM (SELECT min(played_at) FROM plays p
+                                                  WHERE p.user_id = tt.user_id AND p.track_id = tt.track_id)
+            OR last_played_at IS DISTINCT FROM (SELECT max(played_at) FROM plays p
+                                                 WHERE p.user_id = tt.user_id AND p.track_id = tt.track_id))
+    """, (uid,)).fetchone()[0]
+    assert first_last == 0
+
+
+def test_deleting_a_user_removes_their_plays_and_rollups(app, archive, db_conn):
+    uid = archive["sim-acct-sam"]
+    db_conn.execute("DELETE FROM users WHERE id = %s", (uid,))
+    for table in ("plays", "play_quarters", "track_months", "track_years", "track_totals", "listening_sessions",
+                  "archive_versions"):
+        assert db_conn.execute(f"SELECT count(*) FROM {table} WHERE user_id = %s", (uid,)).fetchone()[0] == 0, table
+    other = archive["sim-acct-riley"]
+    assert db_conn.execute("SELECT count(*) FROM play_quarters WHERE user_id = %s", (other,)).fetchone()[0] > 0
+
+
+def test_plays_are_immutable_and_tracks_are_never_deleted(archive, db_conn):
+    import psycopg
+
+    with pytest.raises(psycopg.errors.RaiseException, match="immutable"):
+        db_conn.execute("UPDATE plays SET ms_played = 1")
+    with pytest.raises(psycopg.errors.RaiseException, match="never deleted"):
+        db_conn.execute("DELETE FROM tracks WHERE id = (SELECT min(id) FROM tracks)")
