@@ -53,13 +53,14 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     Htmx(app)
     security.init_app(app, settings)
 
-    from . import auth, dashboard, health, pages
+    from . import auth, health, pages
     from .imports import routes as imports
+    from .stats import routes as stats_routes
 
     auth.init_app(app, settings)
     app.register_blueprint(pages.bp)
     app.register_blueprint(imports.bp)
-    app.register_blueprint(dashboard.bp)
+    stats_routes.init_app(app)
     app.register_blueprint(health.bp)
 
     @app.context_processor

@@ -16,7 +16,7 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 def landing():
     if current_user.is_authenticated:
-        return redirect(url_for("dashboard.index"))
+        return redirect(url_for("stats.dashboard"))
     return render_template("landing.html")
 
 

@@ -27,7 +27,7 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 @bp.get("/login")
 def login():
     if current_user.is_authenticated and request.args.get("reauthorise") != "1":
-        return redirect(url_for("dashboard.index"))
+        return redirect(url_for("stats.dashboard"))
     settings = current_app.config["SETTINGS"]
     oauth_client = current_app.extensions["spotify_oauth"].spotify
     return oauth_client.authorize_redirect(redirect_uri=settings.spotify_redirect_uri)
@@ -103,7 +103,7 @@ def callback():
     session.commit()
     login_user(user, remember=True)
     log.info("user %s signed in", user.id)
-    return redirect(url_for("dashboard.index"))
+    return redirect(url_for("stats.dashboard"))
 
 
 @bp.post("/logout")

@@ -1,0 +1,369 @@
+"""Listening statistics for one user and one period, read from the rollups (migration 0004).
+
+Exactness: a period's boundaries are local midnights, i.e. UTC quarter-hours, so sums over
+`play_quarters` are exact. Per-track counts come from the cheapest exact cover of the
+period: all time from `track_totals`; short periods (up to 62 days) from `plays` itself;
+longer ones from whole UTC years (`track_years`) and months (`track_months`) in the
+middle, plus raw plays for the partial months at either end.
+
+Every query is scoped to one user id; nothing here can read another user's plays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .periods import Period
+
+RAW_MAX = timedelta(days=62)
+TOP_LIMIT = 10
+MOVEMENT_DEPTH = 100  # ranks beyond this in the previous period count as "new"
+GENRE_COVERAGE = 0.5  # share of plays whose artist has genres before genres are shown
+HISTORY_PAGE = 50
+
+
+# --- per-track counts over a period ----------------------------------------------------------
+
+
+def _month_floor(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_ceil(moment: datetime) -> datetime:
+    floor = _month_floor(moment)
+    return floor if floor == moment else (floor + timedelta(days=32)).replace(day=1)
+
+
+def _year_floor(moment: datetime) -> datetime:
+    return _month_floor(moment).replace(month=1)
+
+
+def _year_ceil(moment: datetime) -> datetime:
+    floor = _year_floor(moment)
+    return floor if floor == moment else floor.replace(year=floor.year + 1)
+
+
+def track_counts(start: datetime | None, end: datetime) -> tuple[str, dict[str, Any]]:
+    """SQL yielding (track_id, plays, ms) of user :uid in [start, end), and its parameters."""
+    if start is None:
+        return "SELECT track_id, plays, ms FROM track_totals WHERE user_id = :uid", {}
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+
+    def add(kind: str, a: datetime, b: datetime) -> None:
+        if a >= b:
+            return
+        n = len(parts)
+        params[f"a{n}"], params[f"b{n}"] = a, b
+        if kind == "raw":
+            parts.append(f"""SELECT p.track_id, count(*) AS plays, sum(coalesce(p.ms_played, t.duration_ms, 0)) AS ms
+                               FROM plays p JOIN tracks t ON t.id = p.track_id
+                              WHERE p.user_id = :uid AND p.played_at >= :a{n} AND p.played_at < :b{n}
+                              GROUP BY p.track_id""")
+        else:
+            table, column = ("track_months", "month") if kind == "months" else ("track_years", "year")
+            parts.append(f"""SELECT track_id, plays, ms FROM {table}
+                              WHERE user_id = :uid AND {column} >= :a{n} AND {column} < :b{n}""")
+
+    m1, m2 = _month_ceil(start), _month_floor(end)
+    if end - start <= RAW_MAX or m1 >= m2:
+        add("raw", start, end)
+    else:
+        add("raw", start, m1)
+        y1, y2 = _year_ceil(m1), _year_floor(m2)
+        if y1 < y2:
+            add("months", m1, y1)
+            add("years", y1, y2)
+            add("months", y2, m2)
+        else:
+            add("months", m1, m2)
+        add("raw", m2, end)
+    if len(parts) == 1 and "GROUP BY" in parts[0]:
+        return parts[0], params
+    return (f"SELECT track_id, sum(plays)::int AS plays, sum(ms)::bigint AS ms "
+            f"FROM ({' UNION ALL '.join(parts)}) cover GROUP BY track_id"), params
+
+
+def _quarter_bounds(period: Period) -> tuple[str, dict[str, Any]]:
+    if period.start is None:
+        return "user_id = :uid AND quarter < :end", {"end": period.end}
+    return "user_id = :uid AND quarter >= :start AND quarter < :end", {"start": period.start, "end": period.end}
+
+
+# --- panels ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Totals:
+    plays: int
+    ms: int
+    estimated: int  # plays whose listening time is the track's length (polled plays)
+    tracks: int
+    artists: int
+    albums: int
+    days: int
+
+    @property
+    def minutes(self) -> int:
+        return round(self.ms / 60_000)
+
+    @property
+    def estimated_share(self) -> float:
+        return self.estimated / self.plays if self.plays else 0.0
+
+
+def totals(conn: Connection, uid: int, period: Period) -> Totals:
+    where, params = _quarter_bounds(period)
+    plays, ms, estimated, days = conn.execute(sa.text(f"""
+        SELECT coalesce(sum(plays), 0), coalesce(sum(ms), 0), coalesce(sum(estimated), 0),
+               count(DISTINCT (quarter AT TIME ZONE :tz)::date)
+          FROM play_quarters WHERE {where} AND plays > 0
+    """), {"uid": uid, "tz": period.tz.key, **params}).one()
+    counts_sql, counts_params = track_counts(period.start, period.end)
+    tracks, artists, albums = conn.execute(sa.text(f"""
+        WITH tc AS MATERIALIZED ({counts_sql})
+        SELECT (SELECT count(*) FROM tc),
+               (SELECT count(DISTINCT ta.artist_id) FROM tc JOIN track_artists ta ON ta.track_id = tc.track_id),
+               (SELECT count(DISTINCT t.album_id) FROM tc JOIN tracks t ON t.id = tc.track_id)
+    """), {"uid": uid, **counts_params}).one()
+    return Totals(int(plays), int(ms), int(estimated), tracks, artists, albums, days)
+
+
+@dataclass
+class Ranked:
+    id: int
+    name: str
+    plays: int
+    ms: int
+    spotify_id: str | None
+    image_url: str | None
+    subtitle: str | None  # artists of a track, artist of an album
+    rank: int
+    previous_rank: int | None = None  # None: new to the chart (or no previous period)
+
+    @property
+    def minutes(self) -> int:
+        return round(self.ms / 60_000)
+
+    @property
+    def movement(self) -> int | None:
+        return None if self.previous_rank is None else self.previous_rank - self.rank
+
+
+KINDS = ("tracks", "artists", "albums")
+
+
+def _ranking_sql(kind: str, counts_sql: str, by: str) -> str:
+    order = "ms" if by == "minutes" else "plays"
+    if kind == "tracks":
+        source = "SELECT track_id AS id, plays, ms FROM tc"
+    elif kind == "artists":
+        # Every credited artist gets the play: a featured artist's song counts for them too.
+        source = ("SELECT ta.artist_id AS id, sum(tc.plays) AS plays, sum(tc.ms) AS ms "
+                  "FROM tc JOIN track_artists ta ON ta.track_id = tc.track_id GROUP BY ta.artist_id")
+    else:
+        source = ("SELECT t.album_id AS id, sum(tc.plays) AS plays, sum(tc.ms) AS ms "
+                  "FROM tc JOIN tracks t ON t.id = tc.track_id WHERE t.album_id IS NOT NULL GROUP BY t.album_id")
+    return (f"WITH tc AS ({counts_sql}) SELECT id, plays, ms FROM ({source}) ranked "
+            f"ORDER BY {order} DESC, plays DESC, id LIMIT :limit")
+
+
+def top(conn: Connection, uid: int, period: Period, kind: str, by: str = "plays",
+        limit: int = TOP_LIMIT) -> list[Ranked]:
+    if kind not in KINDS:
+        raise ValueError(kind)
+    counts_sql, params = track_counts(period.start, period.end)
+    rows = conn.execute(sa.text(_ranking_sql(kind, counts_sql, by)), {"uid": uid, "limit": limit, **params}).all()
+    ranked = ranked_items(conn, kind, rows)
+    previous = period.previous()
+    if previous is not None and ranked:
+        counts_sql, params = track_counts(previous.start, previous.end)
+        before = conn.execute(sa.text(_ranking_sql(kind, counts_sql, by)),
+                              {"uid": uid, "limit": MOVEMENT_DEPTH, **params}).all()
+        ranks = {r.id: i + 1 for i, r in enumerate(before)}
+        for item in ranked:
+            item.previous_rank = ranks.get(item.id)
+    return ranked
+
+
+def ranked_items(conn: Connection, kind: str, rows) -> list[Ranked]:
+    """Rows of (id, plays, ms), best first, with what it takes to show them."""
+    details = describe(conn, kind, [r.id for r in rows])
+    items = []
+    for i, r in enumerate(rows):
+        name, spotify_id, image, subtitle = details.get(r.id, ("(unknown)", None, None, None))
+        items.append(Ranked(r.id, name, int(r.plays), int(r.ms), spotify_id, image, subtitle, rank=i + 1))
+    return items
+
+
+def describe(conn: Connection, kind: str, ids: list[int]) -> dict[int, tuple[str, str | None, str | None, str | None]]:
+    """id -> (name, spotify id, image url, subtitle) for display."""
+    if not ids:
+        return {}
+    if kind == "tracks":
+        query = """
+            SELECT t.id, t.name, t.spotify_id, al.image_url,
+                   coalesce((SELECT string_agg(a.name, ', ' ORDER BY ta.position) FROM track_artists ta
+                              JOIN artists a ON a.id = ta.artist_id WHERE ta.track_id = t.id), t.artist_name)
+              FROM tracks t LEFT JOIN albums al ON al.id = t.album_id WHERE t.id = ANY(:ids)"""
+    elif kind == "artists":
+        query = "SELECT id, name, spotify_id, image_url, NULL FROM artists WHERE id = ANY(:ids)"
+    else:
+        query = """
+            SELECT al.id, al.name, al.spotify_id, al.image_url,
+                   coalesce((SELECT a.name FROM tracks t JOIN track_artists ta ON ta.track_id = t.id AND ta.position = 0
+                              JOIN artists a ON a.id = ta.artist_id WHERE t.album_id = al.id LIMIT 1), al.artist_name)
+              FROM albums al WHERE al.id = ANY(:ids)"""
+    return {row[0]: tuple(row[1:]) for row in conn.execute(sa.text(query), {"ids": ids})}
+
+
+def clock(conn: Connection, uid: int, period: Period) -> list[list[int]]:
+    """Plays by local weekday (0 = Monday) and hour: 7 rows of 24."""
+    where, params = _quarter_bounds(period)
+    grid = [[0] * 24 for _ in range(7)]
+    for weekday, hour, plays in conn.execute(sa.text(f"""
+        SELECT extract(isodow FROM quarter AT TIME ZONE :tz)::int - 1, extract(hour FROM quarter AT TIME ZONE :tz)::int,
+               sum(plays)
+          FROM play_quarters WHERE {where} GROUP BY 1, 2
+    """), {"uid": uid, "tz": period.tz.key, **params}):
+        grid[weekday][hour] = int(plays)
+    return grid
+
+
+@dataclass
+class Timeline:
+    unit: str  # day, week or month
+    points: list[tuple[date, int]]
+
+
+def timeline(conn: Connection, uid: int, period: Period) -> Timeline:
+    where, params = _quarter_bounds(period)
+    first_day = period.first_day
+    if first_day is None:
+        first = conn.execute(sa.text(f"SELECT min(quarter) FROM play_quarters WHERE {where}"),
+                             {"uid": uid, **params}).scalar()
+        if first is None:
+            return Timeline("month", [])
+        first_day = first.astimezone(period.tz).date()
+    days = (period.last_day - first_day).days + 1
+    unit = "day" if days <= 45 else "week" if days <= 400 else "month"
+    counts = {row[0]: int(row[1]) for row in conn.execute(sa.text(f"""
+        SELECT date_trunc(:unit, quarter AT TIME ZONE :tz)::date, sum(plays)
+          FROM play_quarters WHERE {where} GROUP BY 1
+    """), {"uid": uid, "tz": period.tz.key, "unit": unit, **params})}
+    points, cursor = [], _truncate(first_day, unit)
+    while cursor <= period.last_day:
+        points.append((cursor, counts.get(cursor, 0)))
+        cursor = _advance(cursor, unit)
+    return Timeline(unit, points)
+
+
+def _truncate(day: date, unit: str) -> date:
+    if unit == "week":
+        return day - timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    return day
+
+
+def _advance(day: date, unit: str) -> date:
+    if unit == "day":
+        return day + timedelta(days=1)
+    if unit == "week":
+        return day + timedelta(days=7)
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+@dataclass
+class Discoveries:
+    tracks: int
+    artists: int
+    top_tracks: list[Ranked] = field(default_factory=list)
+    top_artists: list[Ranked] = field(default_factory=list)
+
+
+def discoveries(conn: Connection, uid: int, period: Period, limit: int = 5) -> Discoveries:
+    """Tracks and artists first played in the period, most played first."""
+    bounds = "AND first_played_at >= :start AND first_played_at < :end" if period.start else ""
+    params = {"uid": uid, "start": period.start, "end": period.end, "limit": limit}
+    tracks = conn.execute(sa.text(f"""
+        SELECT track_id AS id, plays, ms FROM track_totals WHERE user_id = :uid {bounds}
+         ORDER BY plays DESC, track_id
+    """), params).all()
+    artists = conn.execute(sa.text(f"""
+        SELECT id, plays, ms FROM (
+            SELECT ta.artist_id AS id, min(tt.first_played_at) AS first_played_at, sum(tt.plays) AS plays,
+                   sum(tt.ms) AS ms
+              FROM track_totals tt JOIN track_artists ta ON ta.track_id = tt.track_id
+             WHERE tt.user_id = :uid GROUP BY ta.artist_id) firsts
+         WHERE true {bounds} ORDER BY plays DESC, id
+    """), params).all()
+    return Discoveries(len(tracks), len(artists), ranked_items(conn, "tracks", tracks[:limit]),
+                       ranked_items(conn, "artists", artists[:limit]))
+
+
+@dataclass
+class Habits:
+    longest_streak: tuple[date, date, int] | None  # first day, last day, days
+    busiest_day: tuple[date, int] | None
+    sessions: list[tuple[datetime, datetime, int, int]]  # started, ended, plays, ms
+
+
+def habits(conn: Connection, uid: int, period: Period, sessions: int = 3) -> Habits:
+    where, params = _quarter_bounds(period)
+    base = {"uid": uid, "tz": period.tz.key, **params}
+    streak = conn.execute(sa.text(f"""
+        WITH days AS (SELECT DISTINCT (quarter AT TIME ZONE :tz)::date AS day FROM play_quarters
+                       WHERE {where} AND plays > 0),
+             runs AS (SELECT day, day - (row_number() OVER (ORDER BY day))::int AS run FROM days)
+        SELECT min(day), max(day), count(*) FROM runs GROUP BY run ORDER BY count(*) DESC, min(day) DESC LIMIT 1
+    """), base).one_or_none()
+    busiest = conn.execute(sa.text(f"""
+        SELECT (quarter AT TIME ZONE :tz)::date AS day, sum(plays) FROM play_quarters WHERE {where}
+         GROUP BY 1 ORDER BY 2 DESC, 1 DESC LIMIT 1
+    """), base).one_or_none()
+    session_bounds = "AND started_at >= :start AND started_at < :end" if period.start else "AND started_at < :end"
+    longest = conn.execute(sa.text(f"""
+        SELECT started_at, ended_at, plays, ms FROM listening_sessions WHERE user_id = :uid {session_bounds}
+         ORDER BY ended_at - started_at DESC, started_at DESC LIMIT :limit
+    """), {**base, "limit": sessions}).all()
+    return Habits(
+        longest_streak=(streak[0], streak[1], int(streak[2])) if streak else None,
+        busiest_day=(busiest[0], int(busiest[1])) if busiest and busiest[1] else None,
+        sessions=[(r.started_at, r.ended_at, r.plays, int(r.ms)) for r in longest],
+    )
+
+
+@dataclass
+class Genres:
+    coverage: float  # share of plays whose primary artist has genre data
+    top: list[tuple[str, int]]  # genre, plays
+
+    @property
+    def shown(self) -> bool:
+        return self.coverage >= GENRE_COVERAGE and bool(self.top)
+
+
+def genres(conn: Connection, uid: int, period: Period, limit: int = 10) -> Genres:
+    counts_sql, params = track_counts(period.start, period.end)
+    rows = conn.execute(sa.text(f"""
+        WITH tc AS ({counts_sql}),
+             by_artist AS (SELECT ta.artist_id, sum(tc.plays) AS plays FROM tc
+                             JOIN track_artists ta ON ta.track_id = tc.track_id AND ta.position = 0
+                            GROUP BY ta.artist_id),
+             coverage AS (SELECT coalesce(sum(b.plays) FILTER (WHERE cardinality(a.genres) > 0), 0) AS with_genres,
+                                 coalesce(sum(b.plays), 0) AS total
+                            FROM by_artist b JOIN artists a ON a.id = b.artist_id)
+        SELECT g.genre, sum(b.plays) AS plays, (SELECT with_genres FROM coverage), (SELECT total FROM coverage)
+          FROM by_artist b JOIN artists a ON a.id = b.artist_id, unnest(a.genres) AS g(genre)
+         GROUP BY g.genre ORDER BY 2 DESC, 1 LIMIT :limit
+    """), {"uid": uid, "limit": limit, **params}).all()
+    if not rows:
+        return Genres(0.0, [])
+    with_genres, total = rows[0][2], rows[0][3]
+    return Genres(float(with_genres) / float(total) if total else 0.0, [(r.genre, int(r.plays)) for r in rows])

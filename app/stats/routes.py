@@ -1,0 +1,244 @@
+"""Pages and HTMX fragments: the dashboard (each panel its own fragment endpoint), entity
+pages, the history, settings. Views parse the request and render; the numbers come from
+queries.py, entities.py and history.py."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..archival.health import archive_health
+from ..auth.accounts import reauthorise_by
+from ..clock import utcnow
+from ..db import get_database, get_session
+from ..models import User
+from . import charts, entities, history, queries
+from .cache import FragmentCache, archive_version
+from .periods import PERIODS, Period, PeriodError, is_zone, local_midnight, resolve, zone
+
+bp = Blueprint("stats", __name__)
+
+PANELS = ("totals", "top-tracks", "top-artists", "top-albums", "clock", "timeline", "discoveries", "habits", "genres")
+RANK_BY = ("plays", "minutes")
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["stats_cache"] = FragmentCache()
+    app.register_blueprint(bp)
+
+    @app.template_filter("local")
+    def local(moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A UTC instant in the signed-in user's time zone."""
+        if moment is None:
+            return ""
+        tz = zone(current_user.timezone if current_user.is_authenticated else None)
+        return moment.astimezone(tz).strftime(fmt)
+
+    @app.template_filter("duration")
+    def duration(ms: int) -> str:
+        minutes = round((ms or 0) / 60_000)
+        return f"{minutes // 60:,} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+    # Globals, not a context processor: imported macros (templates/_chart.html) see globals only.
+    app.jinja_env.globals.update(spotify_url=spotify_url, entity_url=entity_url)
+
+
+def spotify_url(kind: str, spotify_id: str | None) -> str | None:
+    """The item on Spotify (their attribution rule: shown metadata links back)."""
+    return f"https://open.spotify.com/{kind.rstrip('s')}/{spotify_id}" if spotify_id else None
+
+
+def entity_url(kind: str, entity_id: int | None) -> str | None:
+    return url_for("stats.entity", kind=kind.rstrip("s"), entity_id=entity_id) if entity_id else None
+
+
+# --- dashboard -------------------------------------------------------------------------------
+
+
+def _period() -> tuple[Period, str | None]:
+    tz = zone(current_user.timezone)
+    try:
+        return resolve(request.args.get("period"), tz, utcnow(), start=request.args.get("from"),
+                       end=request.args.get("to")), None
+    except PeriodError as exc:
+        return resolve(None, tz, utcnow()), str(exc)
+
+
+def _rank_by() -> str:
+    wanted = request.args.get("rank") or (current_user.preferences or {}).get("rank_by")
+    return wanted if wanted in RANK_BY else "plays"
+
+
+def _stats_context(period: Period, error: str | None) -> dict:
+    return {"period": period, "periods": PERIODS, "period_error": error, "panels": PANELS, "rank_by": _rank_by(),
+            "today": utcnow().astimezone(period.tz).date()}
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard():
+    period, error = _period()
+    return render_template("dashboard.html", user=current_user, health=archive_health(get_session(), current_user),
+                           reauthorise_by=reauthorise_by(current_user), **_stats_context(period, error))
+
+
+@bp.get("/dashboard/stats")
+@login_required
+def stats_region():
+    """The period selector and the panels, swapped in when the period changes."""
+    period, error = _period()
+    return render_template("_stats.html", **_stats_context(period, error))
+
+
+@bp.get("/dashboard/panel/<name>")
+@login_required
+def panel(name: str):
+    if name not in PANELS:
+        abort(404)
+    period, _ = _period()
+    rank_by = _rank_by()
+    database = get_database()
+    with database.engine.connect() as conn:
+        version = archive_version(conn, current_user.id)
+        key = (current_user.id, version, period.tz.key, name, tuple(sorted(period.query().items())), rank_by)
+        return current_app.extensions["stats_cache"].get_or_render(
+            key, lambda: _render_panel(conn, name, period, rank_by))
+
+
+def _render_panel(conn, name: str, period: Period, rank_by: str) -> str:
+    uid = current_user.id
+    context = {"period": period, "rank_by": rank_by, "name": name, "charts": charts}
+    if name == "totals":
+        context["totals"] = queries.totals(conn, uid, period)
+    elif name.startswith("top-"):
+        kind = name[4:]
+        context.update(kind=kind, items=queries.top(conn, uid, period, kind, rank_by))
+    elif name == "clock":
+        grid = queries.clock(conn, uid, period)
+        context.update(figure=charts.heatmap(f"Plays by hour of day and weekday, {period.label.lower()}", grid),
+                       empty=not any(any(row) for row in grid))
+    elif name == "timeline":
+        line = queries.timeline(conn, uid, period)
+        fmt = {"day": "%-d %b", "week": "%-d %b %Y", "month": "%b %Y"}[line.unit]
+        context.update(unit=line.unit, empty=not any(v for _, v in line.points), figure=charts.columns(
+            f"Plays per {line.unit}, {period.label.lower()}", [(d.strftime(fmt), v) for d, v in line.points]))
+    elif name == "discoveries":
+        context["found"] = queries.discoveries(conn, uid, period)
+    elif name == "habits":
+        context["habits"] = queries.habits(conn, uid, period)
+    elif name == "genres":
+        context["genres"] = queries.genres(conn, uid, period)
+    return render_template(f"stats/_{name.replace('-', '_') if not name.startswith('top-') else 'top'}.html", **context)
+
+
+@bp.get("/dashboard/archive-health")
+@login_required
+def archive_health_panel():
+    """The archive-health panel alone: it refreshes itself so new plays show up."""
+    return render_template("_archive_health.html", health=archive_health(get_session(), current_user))
+
+
+# --- entity pages ----------------------------------------------------------------------------
+
+
+@bp.get("/<any(artist, album, track):kind>/<int:entity_id>")
+@login_required
+def entity(kind: str, entity_id: int):
+    with get_database().engine.connect() as conn:
+        stats = entities.entity_stats(conn, current_user.id, kind + "s", entity_id)
+    if stats is None:
+        abort(404)
+    fmt = "%b %Y"
+    figure = charts.columns(f"Plays per month of {stats.name}", [(d.strftime(fmt), v) for d, v in stats.monthly])
+    return render_template("entity.html", stats=stats, kind=kind, figure=figure)
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def _history_args() -> tuple[str, history.Cursor | None, str | None]:
+    query = (request.args.get("q") or "").strip()[:100]
+    cursor = history.Cursor.decode(request.args.get("cursor"))
+    problem = None
+    if cursor is None and request.args.get("date"):
+        try:
+            day = date.fromisoformat(request.args["date"])
+            cursor = history.Cursor.at(local_midnight(day + timedelta(days=1), zone(current_user.timezone)))
+        except ValueError:
+            problem = "That is not a date."
+    return query, cursor, problem
+
+
+def _history_page(query: str, cursor: history.Cursor | None):
+    with get_database().engine.connect() as conn:
+        track_ids = history.matching_tracks(conn, current_user.id, query) if query else None
+        return history.page(conn, current_user.id, cursor, track_ids=track_ids)
+
+
+@bp.get("/history")
+@login_required
+def history_page():
+    query, cursor, problem = _history_args()
+    rows, next_cursor = _history_page(query, cursor)
+    return render_template("history.html", rows=rows, next_cursor=next_cursor, query=query, problem=problem,
+                           date_value=request.args.get("date", ""), previous_day=None)
+
+
+@bp.get("/history/more")
+@login_required
+def history_more():
+    """The next page of rows, and a new sentinel that loads the one after when revealed."""
+    query, cursor, _ = _history_args()
+    rows, next_cursor = _history_page(query, cursor)
+    previous = cursor.played_at.astimezone(zone(current_user.timezone)).strftime("%Y-%m-%d") if cursor else None
+    return render_template("_history_rows.html", rows=rows, next_cursor=next_cursor, query=query,
+                           previous_day=previous)
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@login_required
+def settings():
+    error = None
+    if request.method == "POST":
+        timezone_name = request.form.get("timezone", "")
+        rank_by = request.form.get("rank_by", "plays")
+        if not is_zone(timezone_name):
+            error = f"“{timezone_name}” is not a time zone this server knows."
+        elif rank_by not in RANK_BY:
+            error = "Choose plays or minutes."
+        else:
+            _save_preferences(timezone=timezone_name, rank_by=rank_by, timezone_confirmed=True)
+            flash("Settings saved.", "info")
+            return redirect(url_for("stats.settings"), code=303)
+    from zoneinfo import available_timezones
+
+    return render_template("settings.html", zones=sorted(z for z in available_timezones() if "/" in z),
+                           error=error, rank_by=_rank_by()), 400 if error else 200
+
+
+@bp.post("/settings/timezone")
+@login_required
+def detect_timezone():
+    """The browser's time zone, sent once on a user's first visit; later changes are the
+    settings page's. 200 when it changed what is shown (the page reloads), else 204."""
+    name = request.form.get("timezone", "")
+    prefs = current_user.preferences or {}
+    if prefs.get("timezone_confirmed") or not is_zone(name):
+        return "", 204
+    changed = name != current_user.timezone
+    _save_preferences(timezone=name, timezone_confirmed=True)
+    return ("", 200) if changed else ("", 204)
+
+
+def _save_preferences(*, timezone: str, **preferences) -> None:
+    session = get_session()
+    user = session.get(User, current_user.id)
+    user.timezone = timezone
+    user.preferences = {**(user.preferences or {}), **preferences}
+    session.commit()
+
