@@ -104,6 +104,37 @@ def archive(user_ref: str) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--limit", type=int, default=100_000, show_default=True, help="Most rows to look up per kind.")
+def enrich(limit: int) -> None:
+    """Fetch missing track, artist and album details from Spotify now.
+
+    Workers do this in the background, a little at a time; this runs until nothing is
+    missing, the request budget runs low or Spotify asks to slow down. The last line is
+    a JSON summary.
+    """
+    import json
+
+    from . import create_app
+    from .archival.enrich import KINDS, Enricher
+
+    enricher = Enricher.from_app(create_app())
+    summary = {}
+    for kind in KINDS:
+        done = {"updated": 0, "missing": 0, "requests": 0, "stopped": None}
+        while done["updated"] + done["missing"] < limit:
+            result = enricher.run(kind, max_items=min(1000, limit))
+            for key in ("updated", "missing", "requests"):
+                done[key] += getattr(result, key)
+            if result.stopped or not (result.updated or result.missing):
+                done["stopped"] = result.stopped
+                break
+        summary[kind] = done
+        click.echo(f"{kind}: {done['updated']:,} updated, {done['missing']:,} unknown to Spotify"
+                   + (f" (stopped: {done['stopped']})" if done["stopped"] else ""))
+    click.echo(json.dumps(summary))
+
+
 @cli.command("import")
 @click.option("--user", "user_ref", required=True, metavar="ID",
               help="The user's Spotify account id (or Audiospective's numeric user id).")

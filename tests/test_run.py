@@ -15,6 +15,7 @@ from app.config import ROOT
 from conftest import RunningApp, cli
 
 SCREENSHOTS = ROOT / "test-artifacts"
+DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"  # committed: the README shows them
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def test_import_journey_in_a_real_browser(running, page, tmp_path):
     page.on("console", lambda m: problems.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None)
     page.goto(running.url)
     page.get_by_role("link", name="Sign in with Spotify").click()
-    page.get_by_label("Riley Demo").check()
+    # Not Riley: the dashboard journey needs Riley's first visit (time zone detection).
+    page.get_by_label("Max Skips").check()
     page.get_by_role("button", name="Agree").click()
     page.wait_for_url(f"{running.url}/dashboard")
 
@@ -108,3 +110,69 @@ def test_import_journey_in_a_real_browser(running, page, tmp_path):
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "import-report.png"), full_page=True)
     assert problems == []
+
+
+@pytest.mark.browser
+def test_dashboard_journey_in_a_real_browser(running, browser, tmp_path):
+    """Riley imports a year of (simulated) history, then browses it: periods swap without a
+    page load and keep the URL and the back button right; the history scrolls on; a top
+    list leads to an entity page. The browser's time zone is picked up on the first visit."""
+    export = tmp_path / "year.zip"
+    now_ms = requests.get(f"{running.simulator_url}/_sim/clock", timeout=10).json()["now_ms"]
+    export.write_bytes(requests.get(f"{running.simulator_url}/_sim/export/sim-acct-riley.zip", timeout=60, params={
+        "from_ms": now_ms - 365 * 86_400_000, "to_ms": now_ms}).content)
+
+    context = browser.new_context(timezone_id="Europe/Berlin", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None)
+    page.goto(running.url)
+    page.get_by_role("link", name="Sign in with Spotify").click()
+    page.get_by_label("Riley Demo").check()
+    page.get_by_role("button", name="Agree").click()
+    page.wait_for_url(f"{running.url}/dashboard")
+    imported = cli("import", "--user", "sim-acct-riley", str(export), env={
+        "AUDIOSPECTIVE_DATA_DIR": str(running.data_dir), "SPOTIFY_ACCOUNTS_URL": running.simulator_url,
+        "SPOTIFY_API_URL": running.simulator_url})
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    # Cover art and artist pictures now rather than over the next minutes.
+    enriched = cli("enrich", env={"AUDIOSPECTIVE_DATA_DIR": str(running.data_dir),
+                                  "SPOTIFY_ACCOUNTS_URL": running.simulator_url, "SPOTIFY_API_URL": running.simulator_url})
+    assert enriched.returncode == 0 and '"tracks"' in enriched.stdout, enriched.stdout + enriched.stderr
+
+    page.goto(f"{running.url}/dashboard?period=90d")
+    page.wait_for_selector("text=Times are in Europe/Berlin")  # detected, then the page reloaded once
+    page.wait_for_selector("#panel-top-tracks ol.ranked li")
+    page.wait_for_selector("#panel-clock svg")
+    page.evaluate("window.__sameDocument = true")  # survives only if no full page load happens
+
+    page.get_by_role("link", name="Last 7 days", exact=True).click()
+    page.wait_for_url(f"{running.url}/dashboard?period=7d")
+    page.wait_for_selector("h2.period-heading:text-is('Last 7 days')")
+    page.wait_for_selector("#panel-totals dl.totals")
+    assert page.evaluate("window.__sameDocument") is True
+    page.go_back()
+    page.wait_for_url(f"{running.url}/dashboard?period=90d")
+    page.wait_for_selector("h2.period-heading:text-is('Last 90 days')")
+
+    page.goto(f"{running.url}/dashboard?period=this_year")
+    page.wait_for_selector("#panel-top-artists ol.ranked li")
+    page.wait_for_selector("#panel-timeline svg")
+    page.wait_for_selector("#panel-habits dl")
+    page.wait_for_load_state("networkidle")
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_SCREENSHOTS / "dashboard.png"), full_page=True)
+
+    first = page.locator("#panel-top-tracks ol.ranked li .ranked-name a").first
+    name = first.inner_text()
+    first.click()
+    page.wait_for_url(f"{running.url}/track/*")
+    assert page.inner_text("h1") == name and "Plays over time" in page.content()
+
+    page.goto(f"{running.url}/history")
+    assert page.locator("li.play").count() == 50
+    page.locator("li.more").scroll_into_view_if_needed()
+    page.locator("li.play").nth(50).wait_for(timeout=15_000)  # the 51st row: the next page arrived
+    assert page.locator("li.day-separator").count() >= 2
+    assert problems == []
+    context.close()

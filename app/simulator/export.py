@@ -155,16 +155,24 @@ def synthetic_history(rows: int, *, years: float = 8, tracks: int = 40_000, arti
                           rng.randint(120_000, 330_000)))
     weights = list(accumulate(1.0 / (rank + 1) for rank in range(tracks)))
     start_ms = end_ms - int(years * 365.25 * 86_400_000)
-    step = (end_ms - start_ms) // rows
-    history, t, sync = [], start_ms, None
+    # People listen in sessions: runs of plays back to back, then hours of nothing. The
+    # sessions' starts are spread evenly over the span so the history fills it.
+    per_session = 12
+    session_gap = (end_ms - start_ms) // max(1, rows // per_session)
+    history, t, sync, in_session = [], start_ms, None, 0
     while len(history) < rows:
-        t += int(step * rng.uniform(0.3, 1.7))
+        if in_session == 0:
+            t = max(t, start_ms + (len(history) // per_session) * session_gap) + rng.randint(0, session_gap // 2)
+            in_session = rng.randint(3, 2 * per_session - 3)
+        in_session -= 1
         roll = rng.random()
         if roll < 0.03:
+            t += 1_200_000
             history.append(_episode_row(t))
             continue
         track_id, name, artist, album, duration = catalogue[_pick(rng, weights)]
         played = rng.randint(1_000, 29_000) if roll < 0.18 else duration if roll < 0.85 else rng.randint(30_000, duration)
+        t += played + rng.randint(0, 3_000)  # ts is the END of the play
         offline = rng.random() < 0.03
         sync = (sync or t + 7_200_000) if offline else None
         row = {
