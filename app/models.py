@@ -9,7 +9,7 @@ tracks or artists is plenty, and every byte in `plays` is paid a million times p
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -208,6 +208,8 @@ class Track(Base):
     __table_args__ = (
         sa.Index("uq_tracks_name_only", sa.text("lower(name)"), sa.text("lower(artist_name)"), unique=True,
                  postgresql_where=sa.text("spotify_id IS NULL")),
+        # Album counts read (id, album_id) from the index alone (migration 0004).
+        sa.Index("ix_tracks_id_album", "id", postgresql_include=["album_id"]),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
@@ -339,16 +341,18 @@ class ImportChunk(Base):
     data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
-# --- listening rollups (migration 0004: written only by triggers on plays) -----------------
-# UTC-aligned buckets: any local period is an exact union of them, whatever the user's
-# time zone. Read by app/stats; never written by application code.
+# --- listening rollups (migration 0004: written only by triggers on plays and users) -------
+# Read by app/stats; never written by application code.
 
 
-class PlayQuarter(Base):
-    __tablename__ = "play_quarters"
+class ListeningHour(Base):
+    """Listening per local day and hour, in the user's time zone (rebuilt when it changes)."""
+
+    __tablename__ = "listening_hours"
 
     user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    quarter: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)  # UTC quarter-hour start
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    hour: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
     plays: Mapped[int] = mapped_column(sa.Integer)
     ms: Mapped[int] = mapped_column(sa.BigInteger)
     estimated: Mapped[int] = mapped_column(sa.Integer)  # plays whose ms is the track's length

@@ -107,6 +107,9 @@ def recount(db_conn, uid, period, plays_cache={}):
 
 
 def assert_panels_match(db_conn, conn, uid, period):
+    """Every panel's numbers for `period`, in the user's time zone (set to the period's:
+    each change rebuilds the user's listening hours, so this checks that too)."""
+    db_conn.execute("UPDATE users SET timezone = %s WHERE id = %s", (period.tz.key, uid))
     expected = recount(db_conn, uid, period)
     what = f"{period.label} in {period.tz.key}"
     totals = queries.totals(conn, uid, period)
@@ -169,6 +172,7 @@ def test_panels_equal_a_recount_for_random_ranges_and_time_zones(app, archive, d
 def test_discoveries_and_sessions_equal_a_recount(app, archive, db_conn):
     uid = archive["sim-acct-sam"]
     period = between(date(2024, 2, 1), date(2024, 8, 31), zone("Europe/Berlin"))
+    db_conn.execute("UPDATE users SET timezone = 'Europe/Berlin' WHERE id = %s", (uid,))
     plays = raw_plays(db_conn, uid)
     first_of_track = {}
     for played_at, track, *_ in plays:
@@ -180,6 +184,8 @@ def test_discoveries_and_sessions_equal_a_recount(app, archive, db_conn):
     with app.extensions["database"].engine.connect() as conn:
         found = queries.discoveries(conn, uid, period)
         habits = queries.habits(conn, uid, period, sessions=5)
+        ever = queries.discoveries(conn, uid, resolve("all", zone("Europe/Berlin"), datetime(2025, 7, 2, tzinfo=timezone.utc)))
+    assert (ever.tracks, ever.artists) == (len(first_of_track), len(first_of_artist))
     in_period = lambda moment: period.start <= moment < period.end  # noqa: E731
     assert found.tracks == sum(1 for m in first_of_track.values() if in_period(m))
     assert found.artists == sum(1 for m in first_of_artist.values() if in_period(m))
@@ -222,11 +228,11 @@ def test_rollups_stay_exact_after_deletions(app, archive, db_conn):
 def test_deleting_a_user_removes_their_plays_and_rollups(app, archive, db_conn):
     uid = archive["sim-acct-sam"]
     db_conn.execute("DELETE FROM users WHERE id = %s", (uid,))
-    for table in ("plays", "play_quarters", "track_months", "track_years", "track_totals", "listening_sessions",
+    for table in ("plays", "listening_hours", "track_months", "track_years", "track_totals", "listening_sessions",
                   "archive_versions"):
         assert db_conn.execute(f"SELECT count(*) FROM {table} WHERE user_id = %s", (uid,)).fetchone()[0] == 0, table
     other = archive["sim-acct-riley"]
-    assert db_conn.execute("SELECT count(*) FROM play_quarters WHERE user_id = %s", (other,)).fetchone()[0] > 0
+    assert db_conn.execute("SELECT count(*) FROM listening_hours WHERE user_id = %s", (other,)).fetchone()[0] > 0
 
 
 def test_plays_are_immutable_and_tracks_are_never_deleted(archive, db_conn):

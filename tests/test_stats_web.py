@@ -151,6 +151,19 @@ def test_settings_timezone_and_ranking(client, two_users, db_conn):
     assert bad.status_code == 400 and "not a time zone" in bad.get_data(as_text=True)
 
 
+def test_a_zone_postgres_does_not_know_is_refused_and_nothing_changes(client, two_users, db_conn, monkeypatch):
+    """Python's and Postgres's zone lists can differ; the hours rebuild is the last word."""
+    monkeypatch.setattr("app.stats.routes.is_zone", lambda name: True)
+    before = db_conn.execute("SELECT count(*), sum(plays) FROM listening_hours").fetchone()
+    token = csrf_token(client, "/settings")
+    bad = client.post("/settings", data={"csrf_token": token, "timezone": "Mars/Olympus", "rank_by": "minutes"})
+    assert bad.status_code == 400 and "“Mars/Olympus” is not a time zone" in bad.get_data(as_text=True)
+    assert db_conn.execute("SELECT timezone, preferences->>'rank_by' FROM users WHERE spotify_id = 'sim-acct-sam'"
+                           ).fetchone() == ("UTC", None)
+    assert db_conn.execute("SELECT count(*), sum(plays) FROM listening_hours").fetchone() == before
+    assert client.get("/dashboard/panel/clock?period=7d").status_code == 200
+
+
 def test_the_browser_time_zone_is_taken_once(client, two_users, db_conn):
     db_conn.execute("UPDATE users SET preferences = '{}', timezone = 'UTC'")
     page = client.get("/dashboard").get_data(as_text=True)

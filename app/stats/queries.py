@@ -1,7 +1,7 @@
 """Listening statistics for one user and one period, read from the rollups (migration 0004).
 
-Exactness: a period's boundaries are local midnights, i.e. UTC quarter-hours, so sums over
-`play_quarters` are exact. Per-track counts come from the cheapest exact cover of the
+Exactness: a period is whole local days in the user's time zone, and `listening_hours` is
+kept in that zone, so its sums are exact. Per-track counts come from the cheapest exact cover of the
 period: all time from `track_totals`; short periods (up to 62 days) from `plays` itself;
 longer ones from whole UTC years (`track_years`) and months (`track_months`) in the
 middle, plus raw plays for the partial months at either end.
@@ -61,8 +61,12 @@ def track_counts(start: datetime | None, end: datetime) -> tuple[str, dict[str, 
         n = len(parts)
         params[f"a{n}"], params[f"b{n}"] = a, b
         if kind == "raw":
-            parts.append(f"""SELECT p.track_id, count(*) AS plays, sum(coalesce(p.ms_played, t.duration_ms, 0)) AS ms
-                               FROM plays p JOIN tracks t ON t.id = p.track_id
+            # The track's length only where ms_played is unknown (polls): a lookup per such
+            # play is far cheaper than joining all of `tracks` for every play.
+            parts.append(f"""SELECT p.track_id, count(*) AS plays,
+                                    sum(coalesce(p.ms_played, (SELECT t.duration_ms FROM tracks t
+                                                                WHERE t.id = p.track_id), 0)) AS ms
+                               FROM plays p
                               WHERE p.user_id = :uid AND p.played_at >= :a{n} AND p.played_at < :b{n}
                               GROUP BY p.track_id""")
         else:
@@ -89,10 +93,12 @@ def track_counts(start: datetime | None, end: datetime) -> tuple[str, dict[str, 
             f"FROM ({' UNION ALL '.join(parts)}) cover GROUP BY track_id"), params
 
 
-def _quarter_bounds(period: Period) -> tuple[str, dict[str, Any]]:
-    if period.start is None:
-        return "user_id = :uid AND quarter < :end", {"end": period.end}
-    return "user_id = :uid AND quarter >= :start AND quarter < :end", {"start": period.start, "end": period.end}
+def _day_bounds(period: Period) -> tuple[str, dict[str, Any]]:
+    """The period's rows of listening_hours (local days, as the period is)."""
+    if period.first_day is None:
+        return "user_id = :uid AND day <= :last_day", {"last_day": period.last_day}
+    return ("user_id = :uid AND day >= :first_day AND day <= :last_day",
+            {"first_day": period.first_day, "last_day": period.last_day})
 
 
 # --- panels ------------------------------------------------------------------------------------
@@ -118,18 +124,27 @@ class Totals:
 
 
 def totals(conn: Connection, uid: int, period: Period) -> Totals:
-    where, params = _quarter_bounds(period)
+    where, params = _day_bounds(period)
     plays, ms, estimated, days = conn.execute(sa.text(f"""
-        SELECT coalesce(sum(plays), 0), coalesce(sum(ms), 0), coalesce(sum(estimated), 0),
-               count(DISTINCT (quarter AT TIME ZONE :tz)::date)
-          FROM play_quarters WHERE {where} AND plays > 0
-    """), {"uid": uid, "tz": period.tz.key, **params}).one()
+        SELECT coalesce(sum(plays), 0), coalesce(sum(ms), 0), coalesce(sum(estimated), 0), count(DISTINCT day)
+          FROM listening_hours WHERE {where}
+    """), {"uid": uid, **params}).one()
     counts_sql, counts_params = track_counts(period.start, period.end)
+    # All time reads track_totals directly, so each count gets its own plan (albums: an
+    # index-only scan of tracks); other periods compute their per-track counts once.
+    if period.start is None:
+        with_tc, tracks_from = "", "track_totals tc WHERE tc.user_id = :uid"
+        artists_from = "track_totals tc JOIN track_artists ta ON ta.track_id = tc.track_id WHERE tc.user_id = :uid"
+        albums_from = "track_totals tc JOIN tracks t ON t.id = tc.track_id WHERE tc.user_id = :uid AND"
+    else:
+        with_tc, tracks_from = f"WITH tc AS MATERIALIZED ({counts_sql})", "tc"
+        artists_from = "tc JOIN track_artists ta ON ta.track_id = tc.track_id"
+        albums_from = "tc JOIN tracks t ON t.id = tc.track_id WHERE"
     tracks, artists, albums = conn.execute(sa.text(f"""
-        WITH tc AS MATERIALIZED ({counts_sql})
-        SELECT (SELECT count(*) FROM tc),
-               (SELECT count(DISTINCT ta.artist_id) FROM tc JOIN track_artists ta ON ta.track_id = tc.track_id),
-               (SELECT count(DISTINCT t.album_id) FROM tc JOIN tracks t ON t.id = tc.track_id)
+        {with_tc}
+        SELECT (SELECT count(*) FROM {tracks_from}),
+               (SELECT count(*) FROM (SELECT DISTINCT ta.artist_id FROM {artists_from}) a),
+               (SELECT count(*) FROM (SELECT DISTINCT t.album_id FROM {albums_from} t.album_id IS NOT NULL) b)
     """), {"uid": uid, **counts_params}).one()
     return Totals(int(plays), int(ms), int(estimated), tracks, artists, albums, days)
 
@@ -224,13 +239,11 @@ def describe(conn: Connection, kind: str, ids: list[int]) -> dict[int, tuple[str
 
 def clock(conn: Connection, uid: int, period: Period) -> list[list[int]]:
     """Plays by local weekday (0 = Monday) and hour: 7 rows of 24."""
-    where, params = _quarter_bounds(period)
+    where, params = _day_bounds(period)
     grid = [[0] * 24 for _ in range(7)]
     for weekday, hour, plays in conn.execute(sa.text(f"""
-        SELECT extract(isodow FROM quarter AT TIME ZONE :tz)::int - 1, extract(hour FROM quarter AT TIME ZONE :tz)::int,
-               sum(plays)
-          FROM play_quarters WHERE {where} GROUP BY 1, 2
-    """), {"uid": uid, "tz": period.tz.key, **params}):
+        SELECT extract(isodow FROM day)::int - 1, hour, sum(plays) FROM listening_hours WHERE {where} GROUP BY 1, 2
+    """), {"uid": uid, **params}):
         grid[weekday][hour] = int(plays)
     return grid
 
@@ -242,20 +255,18 @@ class Timeline:
 
 
 def timeline(conn: Connection, uid: int, period: Period) -> Timeline:
-    where, params = _quarter_bounds(period)
+    where, params = _day_bounds(period)
     first_day = period.first_day
     if first_day is None:
-        first = conn.execute(sa.text(f"SELECT min(quarter) FROM play_quarters WHERE {where}"),
-                             {"uid": uid, **params}).scalar()
-        if first is None:
+        first_day = conn.execute(sa.text(f"SELECT min(day) FROM listening_hours WHERE {where}"),
+                                 {"uid": uid, **params}).scalar()
+        if first_day is None:
             return Timeline("month", [])
-        first_day = first.astimezone(period.tz).date()
     days = (period.last_day - first_day).days + 1
     unit = "day" if days <= 45 else "week" if days <= 400 else "month"
     counts = {row[0]: int(row[1]) for row in conn.execute(sa.text(f"""
-        SELECT date_trunc(:unit, quarter AT TIME ZONE :tz)::date, sum(plays)
-          FROM play_quarters WHERE {where} GROUP BY 1
-    """), {"uid": uid, "tz": period.tz.key, "unit": unit, **params})}
+        SELECT date_trunc(:unit, day)::date, sum(plays) FROM listening_hours WHERE {where} GROUP BY 1
+    """), {"uid": uid, "unit": unit, **params})}
     points, cursor = [], _truncate(first_day, unit)
     while cursor <= period.last_day:
         points.append((cursor, counts.get(cursor, 0)))
@@ -288,23 +299,34 @@ class Discoveries:
 
 
 def discoveries(conn: Connection, uid: int, period: Period, limit: int = 5) -> Discoveries:
-    """Tracks and artists first played in the period, most played first."""
-    bounds = "AND first_played_at >= :start AND first_played_at < :end" if period.start else ""
-    params = {"uid": uid, "start": period.start, "end": period.end, "limit": limit}
-    tracks = conn.execute(sa.text(f"""
-        SELECT track_id AS id, plays, ms FROM track_totals WHERE user_id = :uid {bounds}
-         ORDER BY plays DESC, track_id
-    """), params).all()
-    artists = conn.execute(sa.text(f"""
-        SELECT id, plays, ms FROM (
-            SELECT ta.artist_id AS id, min(tt.first_played_at) AS first_played_at, sum(tt.plays) AS plays,
-                   sum(tt.ms) AS ms
-              FROM track_totals tt JOIN track_artists ta ON ta.track_id = tt.track_id
-             WHERE tt.user_id = :uid GROUP BY ta.artist_id) firsts
-         WHERE true {bounds} ORDER BY plays DESC, id
-    """), params).all()
-    return Discoveries(len(tracks), len(artists), ranked_items(conn, "tracks", tracks[:limit]),
-                       ranked_items(conn, "artists", artists[:limit]))
+    """Tracks and artists first played in the period (how many, and the most played)."""
+    if period.start is None:  # over all time everything was a discovery once: only the counts
+        tracks, artists = conn.execute(sa.text("""
+            SELECT (SELECT count(*) FROM track_totals WHERE user_id = :uid),
+                   (SELECT count(*) FROM (SELECT DISTINCT ta.artist_id FROM track_totals tt
+                                            JOIN track_artists ta ON ta.track_id = tt.track_id
+                                           WHERE tt.user_id = :uid) a)
+        """), {"uid": uid}).one()
+        return Discoveries(tracks, artists)
+    params: dict[str, Any] = {"uid": uid, "limit": limit, "start": period.start, "end": period.end}
+    new_track = "AND tt.first_played_at >= :start AND tt.first_played_at < :end"
+    # A new track's artist is new unless one of their tracks was first played before: the
+    # candidates are few, and each is checked through that artist's own tracks.
+    new_artist = """AND NOT EXISTS (
+        SELECT 1 FROM track_artists older JOIN track_totals ot ON ot.track_id = older.track_id
+         WHERE older.artist_id = ta.artist_id AND ot.user_id = :uid AND ot.first_played_at < :start)"""
+    found = {}
+    for kind, sql in (("tracks", f"""
+        SELECT tt.track_id AS id, tt.plays, tt.ms FROM track_totals tt WHERE tt.user_id = :uid {new_track}"""), (
+        "artists", f"""
+        SELECT ta.artist_id AS id, sum(tt.plays) AS plays, sum(tt.ms) AS ms
+          FROM track_totals tt JOIN track_artists ta ON ta.track_id = tt.track_id
+         WHERE tt.user_id = :uid {new_track} {new_artist} GROUP BY ta.artist_id""")):
+        rows = conn.execute(sa.text(f"""
+            SELECT id, plays, ms, count(*) OVER () AS found FROM ({sql}) new ORDER BY plays DESC, id LIMIT :limit
+        """), params).all()
+        found[kind] = (rows[0].found if rows else 0, ranked_items(conn, kind, rows))
+    return Discoveries(found["tracks"][0], found["artists"][0], found["tracks"][1], found["artists"][1])
 
 
 @dataclass
@@ -315,17 +337,15 @@ class Habits:
 
 
 def habits(conn: Connection, uid: int, period: Period, sessions: int = 3) -> Habits:
-    where, params = _quarter_bounds(period)
-    base = {"uid": uid, "tz": period.tz.key, **params}
+    where, params = _day_bounds(period)
+    base = {"uid": uid, "start": period.start, "end": period.end, **params}
     streak = conn.execute(sa.text(f"""
-        WITH days AS (SELECT DISTINCT (quarter AT TIME ZONE :tz)::date AS day FROM play_quarters
-                       WHERE {where} AND plays > 0),
+        WITH days AS (SELECT DISTINCT day FROM listening_hours WHERE {where}),
              runs AS (SELECT day, day - (row_number() OVER (ORDER BY day))::int AS run FROM days)
         SELECT min(day), max(day), count(*) FROM runs GROUP BY run ORDER BY count(*) DESC, min(day) DESC LIMIT 1
     """), base).one_or_none()
     busiest = conn.execute(sa.text(f"""
-        SELECT (quarter AT TIME ZONE :tz)::date AS day, sum(plays) FROM play_quarters WHERE {where}
-         GROUP BY 1 ORDER BY 2 DESC, 1 DESC LIMIT 1
+        SELECT day, sum(plays) FROM listening_hours WHERE {where} GROUP BY 1 ORDER BY 2 DESC, 1 DESC LIMIT 1
     """), base).one_or_none()
     session_bounds = "AND started_at >= :start AND started_at < :end" if period.start else "AND started_at < :end"
     longest = conn.execute(sa.text(f"""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
@@ -207,12 +208,11 @@ def settings():
     if request.method == "POST":
         timezone_name = request.form.get("timezone", "")
         rank_by = request.form.get("rank_by", "plays")
-        if not is_zone(timezone_name):
-            error = f"“{timezone_name}” is not a time zone this server knows."
-        elif rank_by not in RANK_BY:
+        if rank_by not in RANK_BY:
             error = "Choose plays or minutes."
+        elif not _save_preferences(timezone=timezone_name, rank_by=rank_by, timezone_confirmed=True):
+            error = f"“{timezone_name}” is not a time zone this server knows."
         else:
-            _save_preferences(timezone=timezone_name, rank_by=rank_by, timezone_confirmed=True)
             flash("Settings saved.", "info")
             return redirect(url_for("stats.settings"), code=303)
     from zoneinfo import available_timezones
@@ -228,17 +228,26 @@ def detect_timezone():
     settings page's. 200 when it changed what is shown (the page reloads), else 204."""
     name = request.form.get("timezone", "")
     prefs = current_user.preferences or {}
-    if prefs.get("timezone_confirmed") or not is_zone(name):
+    if prefs.get("timezone_confirmed"):
         return "", 204
     changed = name != current_user.timezone
-    _save_preferences(timezone=name, timezone_confirmed=True)
-    return ("", 200) if changed else ("", 204)
+    saved = _save_preferences(timezone=name, timezone_confirmed=True)
+    return ("", 200) if saved and changed else ("", 204)
 
 
-def _save_preferences(*, timezone: str, **preferences) -> None:
+def _save_preferences(*, timezone: str, **preferences) -> bool:
+    """Save; False (and nothing saved) for a zone Python or Postgres does not know. A new
+    zone rebuilds the user's listening hours in the same transaction (migration 0004)."""
+    if not is_zone(timezone):
+        return False
     session = get_session()
     user = session.get(User, current_user.id)
     user.timezone = timezone
     user.preferences = {**(user.preferences or {}), **preferences}
-    session.commit()
+    try:
+        session.commit()
+    except sa.exc.DataError:  # "time zone ... not recognized", raised by the rebuild
+        session.rollback()
+        return False
+    return True
 

@@ -1,11 +1,12 @@
 """Listening rollups: summary tables that keep the dashboard fast at millions of plays,
 maintained exactly by triggers on `plays`.
 
-Buckets are UTC-aligned, never local: every real time-zone offset is a multiple of 15
-minutes, so any local period is an exact union of UTC quarter-hours, and a user changing
-time zone changes nothing here. Tables (all per user):
+Per-track buckets are UTC months and years; a local period is covered by them in the
+middle and by raw plays at its ends (app/stats/queries.py). Listening per hour is kept in
+the user's own time zone, so a dashboard reads whole local days, and is rebuilt when the
+user changes time zone. Tables (all per user):
 
-    play_quarters        plays, listening ms and estimated plays per UTC quarter-hour
+    listening_hours      plays, listening ms and estimated plays per local day and hour
     track_months         plays and ms per track per UTC month
     track_years          plays and ms per track per UTC year
     track_totals         plays, ms, first and last play per track, all time
@@ -34,13 +35,14 @@ depends_on = None
 SESSION_GAP = "interval '10 minutes'"
 
 TABLES = """
-CREATE TABLE play_quarters (
+CREATE TABLE listening_hours (
     user_id integer NOT NULL,
-    quarter timestamptz NOT NULL,
+    day date NOT NULL,  -- in the user's time zone (users.timezone)
+    hour smallint NOT NULL,  -- local wall-clock hour; the repeated hour of a DST change counts once
     plays integer NOT NULL,
     ms bigint NOT NULL,
     estimated integer NOT NULL,
-    PRIMARY KEY (user_id, quarter)
+    PRIMARY KEY (user_id, day, hour)
 );
 CREATE TABLE track_months (
     user_id integer NOT NULL,
@@ -78,28 +80,36 @@ CREATE TABLE listening_sessions (
     PRIMARY KEY (user_id, started_at)
 );
 CREATE INDEX ix_listening_sessions_end ON listening_sessions (user_id, ended_at);
+-- Tracks with their albums, readable without the table: counting a user's distinct
+-- albums joins every track they ever played.
+CREATE INDEX ix_tracks_id_album ON tracks (id) INCLUDE (album_id);
 CREATE TABLE archive_versions (
     user_id integer PRIMARY KEY,
     version bigint NOT NULL
 );
 """
 
+def hours_sql(source: str, sign: int) -> str:
+    """Add (or remove) plays with a `local` timestamp to listening_hours."""
+    return f"""
+        INSERT INTO listening_hours AS r (user_id, day, hour, plays, ms, estimated)
+        SELECT user_id, local::date, extract(hour FROM local), {sign} * count(*), {sign} * sum(ms), {sign} * sum(est)
+          FROM {source} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (user_id, day, hour) DO UPDATE
+           SET plays = r.plays + excluded.plays, ms = r.ms + excluded.ms, estimated = r.estimated + excluded.estimated
+    """
+
+
 def rollup_sql(source: str, sign: int) -> str:
     """The statement that adds (sign 1) or removes (sign -1) the plays in `source` (a
     transition table, or `plays` itself for the backfill) from every rollup."""
     return f"""
     WITH p AS MATERIALIZED (
-        SELECT c.user_id, c.played_at, c.track_id,
+        SELECT c.user_id, c.played_at, c.track_id, c.played_at AT TIME ZONE u.timezone AS local,
                coalesce(c.ms_played, t.duration_ms, 0)::bigint AS ms, (c.ms_played IS NULL)::int AS est
-          FROM {source} c JOIN tracks t ON t.id = c.track_id
-         WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = c.user_id)
-    ), quarters AS (
-        INSERT INTO play_quarters AS r (user_id, quarter, plays, ms, estimated)
-        SELECT user_id, date_bin('15 minutes', played_at, 'epoch'), {sign} * count(*), {sign} * sum(ms),
-               {sign} * sum(est)
-          FROM p GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT (user_id, quarter) DO UPDATE
-           SET plays = r.plays + excluded.plays, ms = r.ms + excluded.ms, estimated = r.estimated + excluded.estimated
+          FROM {source} c JOIN tracks t ON t.id = c.track_id JOIN users u ON u.id = c.user_id
+    ), hours AS (
+        {hours_sql("p", sign)}
     ), months AS (
         INSERT INTO track_months AS r (user_id, month, track_id, plays, ms)
         SELECT user_id, date_trunc('month', played_at, 'UTC'), track_id, {sign} * count(*), {sign} * sum(ms)
@@ -134,6 +144,12 @@ def sessions_sql(source: str) -> str:
       FROM (SELECT c.user_id, min(c.played_at) AS lo, max(c.played_at) AS hi FROM {source} c
              WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = c.user_id) GROUP BY c.user_id) s
     """
+
+
+# Plays' writers hold their users' rows FOR SHARE until they commit, so a time-zone change
+# (which rebuilds listening_hours from the plays it can see) waits for them, and they, if
+# the change came first, bucket by the new zone: hours are never in two zones at once.
+LOCK_USERS = "PERFORM 1 FROM users WHERE id IN (SELECT DISTINCT user_id FROM {source}) ORDER BY id FOR SHARE"
 
 
 FUNCTIONS = f"""
@@ -173,6 +189,7 @@ END $$;
 
 CREATE FUNCTION plays_after_insert() RETURNS trigger LANGUAGE plpgsql SET work_mem = '64MB' AS $$
 BEGIN
+    {LOCK_USERS.format(source="inserted_plays")};
     {rollup_sql("inserted_plays", 1)};
     PERFORM 1 FROM ({sessions_sql("inserted_plays")}) done;
     RETURN NULL;
@@ -182,8 +199,9 @@ END $$;
 -- in rollup_sql leaves their plays out.
 CREATE FUNCTION plays_after_delete() RETURNS trigger LANGUAGE plpgsql SET work_mem = '64MB' AS $$
 BEGIN
+    {LOCK_USERS.format(source="deleted_plays")};
     {rollup_sql("deleted_plays", -1)};
-    DELETE FROM play_quarters WHERE plays <= 0 AND user_id IN (SELECT user_id FROM deleted_plays);
+    DELETE FROM listening_hours WHERE plays <= 0 AND user_id IN (SELECT user_id FROM deleted_plays);
     DELETE FROM track_months WHERE plays <= 0 AND user_id IN (SELECT user_id FROM deleted_plays);
     DELETE FROM track_years WHERE plays <= 0 AND user_id IN (SELECT user_id FROM deleted_plays);
     DELETE FROM track_totals WHERE plays <= 0 AND user_id IN (SELECT user_id FROM deleted_plays);
@@ -211,7 +229,7 @@ END $$;
 -- catalogue tracks are never deleted.
 CREATE FUNCTION users_drop_rollups() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM play_quarters WHERE user_id = OLD.id;
+    DELETE FROM listening_hours WHERE user_id = OLD.id;
     DELETE FROM track_months WHERE user_id = OLD.id;
     DELETE FROM track_years WHERE user_id = OLD.id;
     DELETE FROM track_totals WHERE user_id = OLD.id;
@@ -219,6 +237,22 @@ BEGIN
     DELETE FROM archive_versions WHERE user_id = OLD.id;
     DELETE FROM plays WHERE user_id = OLD.id;  -- last: its trigger finds nothing left to adjust
     RETURN OLD;
+END $$;
+
+-- A new time zone moves every play to another local day or hour: rebuild the user's hours
+-- from their plays (about a second for a million plays; people rarely move).
+CREATE FUNCTION users_rezone_hours() RETURNS trigger LANGUAGE plpgsql SET work_mem = '64MB' AS $$
+BEGIN
+    PERFORM now() AT TIME ZONE NEW.timezone;  -- a zone Postgres does not know fails here, not in every later poll
+    DELETE FROM listening_hours WHERE user_id = NEW.id;
+    WITH p AS (
+        SELECT c.user_id, c.played_at AT TIME ZONE NEW.timezone AS local,
+               coalesce(c.ms_played, t.duration_ms, 0)::bigint AS ms, (c.ms_played IS NULL)::int AS est
+          FROM plays c JOIN tracks t ON t.id = c.track_id WHERE c.user_id = NEW.id
+    ) {hours_sql("p", 1)};
+    INSERT INTO archive_versions AS r (user_id, version) VALUES (NEW.id, 1)
+    ON CONFLICT (user_id) DO UPDATE SET version = r.version + 1;
+    RETURN NULL;
 END $$;
 
 CREATE FUNCTION tracks_refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -237,6 +271,8 @@ CREATE TRIGGER plays_rollup_delete AFTER DELETE ON plays
     REFERENCING OLD TABLE AS deleted_plays FOR EACH STATEMENT EXECUTE FUNCTION plays_after_delete();
 CREATE TRIGGER plays_immutable BEFORE UPDATE ON plays FOR EACH ROW EXECUTE FUNCTION plays_refuse_update();
 CREATE TRIGGER users_rollups_delete AFTER DELETE ON users FOR EACH ROW EXECUTE FUNCTION users_drop_rollups();
+CREATE TRIGGER users_rezone AFTER UPDATE OF timezone ON users
+    FOR EACH ROW WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone) EXECUTE FUNCTION users_rezone_hours();
 CREATE TRIGGER tracks_never_deleted BEFORE DELETE ON tracks FOR EACH ROW EXECUTE FUNCTION tracks_refuse_delete();
 """
 
@@ -259,12 +295,14 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER plays_rollup_delete ON plays")
     op.execute("DROP TRIGGER plays_immutable ON plays")
     op.execute("DROP TRIGGER users_rollups_delete ON users")
-    for function in ("plays_after_insert()", "plays_after_delete()", "plays_refuse_update()", "users_drop_rollups()",
+    op.execute("DROP TRIGGER users_rezone ON users")
+    for function in ("plays_after_insert()", "plays_after_delete()", "plays_refuse_update()", "users_drop_rollups()", "users_rezone_hours()",
                      "tracks_refuse_delete()",
                      "rollup_sessions(integer, timestamptz, timestamptz)"):
         op.execute(f"DROP FUNCTION {function}")
+    op.execute("DROP INDEX ix_tracks_id_album")
     for table in ("archive_versions", "listening_sessions", "track_totals", "track_years", "track_months",
-                  "play_quarters"):
+                  "listening_hours"):
         op.drop_table(table)
     op.create_foreign_key("fk_plays_user_id_users", "plays", "users", ["user_id"], ["id"], ondelete="CASCADE")
     op.create_foreign_key("fk_plays_track_id_tracks", "plays", "tracks", ["track_id"], ["id"])
