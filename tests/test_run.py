@@ -80,16 +80,22 @@ def test_demo_journey_in_a_real_browser(running, page):
     assert problems == []
 
 
-@pytest.mark.browser
-def test_import_journey_in_a_real_browser(running, page, tmp_path):
+def sign_in_as(page, running, listener: str) -> list[str]:
+    """Sign in through the simulator's consent page; returns the list console errors go to."""
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None)
     page.goto(running.url)
     page.get_by_role("link", name="Sign in with Spotify").click()
-    # Not Riley: the dashboard journey needs Riley's first visit (time zone detection).
-    page.get_by_label("Max Skips").check()
+    page.get_by_label(listener).check()
     page.get_by_role("button", name="Agree").click()
     page.wait_for_url(f"{running.url}/dashboard")
+    return problems
+
+
+@pytest.mark.browser
+def test_import_journey_in_a_real_browser(running, page, tmp_path):
+    # Not Riley: the dashboard journey needs Riley's first visit (time zone detection).
+    problems = sign_in_as(page, running, "Max Skips")
 
     page.get_by_role("link", name="Import").first.click()
     page.wait_for_url(f"{running.url}/import")
@@ -124,13 +130,7 @@ def test_dashboard_journey_in_a_real_browser(running, browser, tmp_path):
 
     context = browser.new_context(timezone_id="Europe/Berlin", viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None)
-    page.goto(running.url)
-    page.get_by_role("link", name="Sign in with Spotify").click()
-    page.get_by_label("Riley Demo").check()
-    page.get_by_role("button", name="Agree").click()
-    page.wait_for_url(f"{running.url}/dashboard")
+    problems = sign_in_as(page, running, "Riley Demo")
     imported = cli("import", "--user", "sim-acct-riley", str(export), env={
         "AUDIOSPECTIVE_DATA_DIR": str(running.data_dir), "SPOTIFY_ACCOUNTS_URL": running.simulator_url,
         "SPOTIFY_API_URL": running.simulator_url})

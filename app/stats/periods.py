@@ -1,9 +1,8 @@
 """Periods as a person means them (in their time zone) turned into exact UTC instants.
 
-Every boundary is a local midnight, so every period is a whole number of local days and,
-since all real time-zone offsets are multiples of 15 minutes, an exact union of the UTC
-quarter-hours the rollups are kept in. DST changes are handled by zoneinfo: a local day
-can last 23 or 25 hours.
+Every boundary is a local midnight, so every period is a whole number of local days: the
+unit `listening_hours` is kept in (in the user's zone). DST changes are handled by
+zoneinfo: a local day can last 23 or 25 hours.
 """
 
 from __future__ import annotations

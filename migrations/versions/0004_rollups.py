@@ -89,6 +89,12 @@ CREATE TABLE archive_versions (
 );
 """
 
+# A play's listening time: what was played when known (imports), else the track's length
+# (polls), counted as estimated.
+MS = "coalesce(c.ms_played, t.duration_ms, 0)::bigint"
+MS_COLUMNS = f"{MS} AS ms, (c.ms_played IS NULL)::int AS est"
+
+
 def hours_sql(source: str, sign: int) -> str:
     """Add (or remove) plays with a `local` timestamp to listening_hours."""
     return f"""
@@ -105,8 +111,7 @@ def rollup_sql(source: str, sign: int) -> str:
     transition table, or `plays` itself for the backfill) from every rollup."""
     return f"""
     WITH p AS MATERIALIZED (
-        SELECT c.user_id, c.played_at, c.track_id, c.played_at AT TIME ZONE u.timezone AS local,
-               coalesce(c.ms_played, t.duration_ms, 0)::bigint AS ms, (c.ms_played IS NULL)::int AS est
+        SELECT c.user_id, c.played_at, c.track_id, c.played_at AT TIME ZONE u.timezone AS local, {MS_COLUMNS}
           FROM {source} c JOIN tracks t ON t.id = c.track_id JOIN users u ON u.id = c.user_id
     ), hours AS (
         {hours_sql("p", sign)}
@@ -174,12 +179,10 @@ BEGIN
             SELECT played_at, started, ms,
                    CASE WHEN started - lag(played_at) OVER (ORDER BY played_at, started) > {SESSION_GAP}
                         THEN 1 ELSE 0 END AS opens
-              FROM (SELECT p.played_at, coalesce(p.ms_played, t.duration_ms, 0)::bigint AS ms,
-                           p.played_at - make_interval(secs => coalesce(p.ms_played, t.duration_ms, 0) / 1000.0)
-                               AS started
-                      FROM plays p JOIN tracks t ON t.id = p.track_id
-                     WHERE p.user_id = uid
-                       AND p.played_at BETWEEN first_start - {SESSION_GAP} AND last_end + {SESSION_GAP}) s
+              FROM (SELECT c.played_at, {MS} AS ms, c.played_at - make_interval(secs => {MS} / 1000.0) AS started
+                      FROM plays c JOIN tracks t ON t.id = c.track_id
+                     WHERE c.user_id = uid
+                       AND c.played_at BETWEEN first_start - {SESSION_GAP} AND last_end + {SESSION_GAP}) s
           ) flagged
       ) numbered
      GROUP BY session
@@ -246,8 +249,7 @@ BEGIN
     PERFORM now() AT TIME ZONE NEW.timezone;  -- a zone Postgres does not know fails here, not in every later poll
     DELETE FROM listening_hours WHERE user_id = NEW.id;
     WITH p AS (
-        SELECT c.user_id, c.played_at AT TIME ZONE NEW.timezone AS local,
-               coalesce(c.ms_played, t.duration_ms, 0)::bigint AS ms, (c.ms_played IS NULL)::int AS est
+        SELECT c.user_id, c.played_at AT TIME ZONE NEW.timezone AS local, {MS_COLUMNS}
           FROM plays c JOIN tracks t ON t.id = c.track_id WHERE c.user_id = NEW.id
     ) {hours_sql("p", 1)};
     INSERT INTO archive_versions AS r (user_id, version) VALUES (NEW.id, 1)
