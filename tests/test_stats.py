@@ -242,3 +242,45 @@ def test_plays_are_immutable_and_tracks_are_never_deleted(archive, db_conn):
         db_conn.execute("UPDATE plays SET ms_played = 1")
     with pytest.raises(psycopg.errors.RaiseException, match="never deleted"):
         db_conn.execute("DELETE FROM tracks WHERE id = (SELECT min(id) FROM tracks)")
+
+
+def test_a_time_zone_change_and_concurrent_plays_never_mix_zones(archive, database_url, db_conn):
+    """Plays written while a zone change is uncommitted wait for it, then land in the new
+    zone's hours (the plays trigger holds the user's row FOR SHARE)."""
+    import threading
+
+    import psycopg
+
+    uid = archive["sim-acct-sam"]
+    track = db_conn.execute("SELECT track_id FROM track_totals WHERE user_id = %s LIMIT 1", (uid,)).fetchone()[0]
+    mover = psycopg.connect(database_url)
+    mover.execute("UPDATE users SET timezone = 'Asia/Kathmandu' WHERE id = %s", (uid,))  # rebuilt, not committed
+    writer_pid = []
+
+    def write():  # 23:30 UTC is already tomorrow in Kathmandu
+        with psycopg.connect(database_url) as writer:
+            writer_pid.append(writer.info.backend_pid)
+            writer.execute("INSERT INTO plays (played_at, user_id, track_id, ms_played, source) "
+                           "VALUES ('2025-06-30 23:30:00+00', %s, %s, 200000, 2)", (uid, track))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    wait_for_lock = 0
+    while wait_for_lock < 200 and not db_conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+            (writer_pid[0] if writer_pid else 0,)).fetchone():
+        wait_for_lock += 1
+        threading.Event().wait(0.05)
+    assert wait_for_lock < 200, "the writer should wait for the zone change"
+    mover.commit()
+    mover.close()
+    thread.join(timeout=30)
+    differences = db_conn.execute("""
+        WITH recount AS (SELECT (played_at AT TIME ZONE 'Asia/Kathmandu')::date AS day,
+                                extract(hour FROM played_at AT TIME ZONE 'Asia/Kathmandu') AS hour, count(*) AS plays
+                           FROM plays WHERE user_id = %(uid)s GROUP BY 1, 2)
+        SELECT count(*) FROM recount r FULL JOIN (SELECT * FROM listening_hours WHERE user_id = %(uid)s) h
+            ON h.day = r.day AND h.hour = r.hour
+         WHERE h.plays IS DISTINCT FROM r.plays
+    """, {"uid": uid}).fetchone()[0]
+    assert differences == 0

@@ -196,3 +196,19 @@ def test_a_new_user_sees_helpful_empty_states(app, client, simulator, db_conn):
     assert "No plays in this period." in totals and "importing your Spotify history" in totals
     assert "Nothing here yet." in client.get("/history").get_data(as_text=True)
     assert 'hidden' in client.get("/dashboard/panel/genres").get_data(as_text=True)
+
+
+def test_column_chart_skips_tick_labels_that_would_overlap():
+    from app.stats.charts import columns
+
+    weeks = [(f"{d} Jan 2026", d) for d in range(1, 53)]
+    svg = str(columns("Plays per week", weeks).svg)
+    xs = [(float(x), anchor, text) for x, anchor, text in
+          re.findall(r'<text class="tick" x="([\d.]+)" y="\d+" text-anchor="(\w+)">([^<]+)</text>', svg)]
+    assert len(xs) >= 3
+    extents = []
+    for x, anchor, text in xs:
+        width = len(text) * 6.2
+        start = {"start": x, "end": x - width, "middle": x - width / 2}[anchor]
+        extents.append((start, start + width))
+    assert all(a[1] <= b[0] for a, b in zip(extents, extents[1:])), extents
