@@ -19,10 +19,12 @@ from .config import ROOT, Settings, load_settings
 from .crypto import TokenCipher
 from .spotify.client import SpotifyClient
 from .spotify.tokens import TokenService
+from .time import Clock, utcnow
 
 
 def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None,
-               pool_size: int = 10) -> Flask:
+               pool_size: int = 10, clock: Clock = utcnow) -> Flask:
+    """`clock` is every "now" the app asks for (time.now()); tests pass the simulator's."""
     settings = settings or load_settings()
     configure_logging(settings.log_level)
 
@@ -48,7 +50,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     spotify = SpotifyClient.from_settings(settings)
     app.extensions["token_cipher"] = cipher
     app.extensions["spotify"] = spotify
-    app.extensions["tokens"] = TokenService(database=database, client=spotify, cipher=cipher)
+    app.extensions["clock"] = clock
+    app.extensions["tokens"] = TokenService(database=database, client=spotify, cipher=cipher, clock=clock)
 
     Htmx(app)
     security.init_app(app, settings)

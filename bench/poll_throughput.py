@@ -34,7 +34,7 @@ from cryptography.fernet import Fernet
 import jobs
 from app import create_app
 from app.auth.accounts import sign_in
-from app.clock import utcnow
+from app.time import utcnow
 from app.config import ROOT, load_settings
 from app.embedded_pg import ensure_server
 from app.migrate import upgrade

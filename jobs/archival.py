@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 from app.archival.dispatch import dispatch_due
 from app.archival.enrich import KINDS, Enricher
 from app.archival.poll import Archivist, poll_batch as poll_users
-from app.clock import utcnow
 
 from . import app, defer_in_transaction, flask_app
 
@@ -21,7 +20,7 @@ ENRICH_PRIORITY = -10  # below everything else
 @app.task(queue="archival", queueing_lock="dispatch_polls", priority=POLL_PRIORITY)
 def dispatch_polls(timestamp: int) -> int:
     archivist = _archivist()
-    return dispatch_due(archivist.database, archivist.budget, archivist.settings, utcnow(), _defer_batches)
+    return dispatch_due(archivist.database, archivist.budget, archivist.settings, archivist.clock(), _defer_batches)
 
 
 @app.task(queue="archival", priority=POLL_PRIORITY)

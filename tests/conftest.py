@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,6 +33,7 @@ from app.migrate import upgrade
 from app.runner import wait_for_200
 from app.simulator import World, create_simulator, default_accounts, generated_accounts
 from app.simulator.world import SimConfig
+from app.time import ms_to_datetime
 
 TEST_DB = "audiospective_test"
 APP_TABLES = ("users", "spotify_tokens", "archive_state", "artists", "albums", "tracks", "track_artists",
@@ -166,9 +169,14 @@ def settings(database_url, simulator):
     return load_settings(app_environ(database_url, simulator.url))
 
 
+def simulated_clock(simulator: Simulator):
+    """The simulator's clock as the app's: "now" in the app is "now" in the simulated world."""
+    return lambda: ms_to_datetime(simulator.world.clock.now_ms())
+
+
 @pytest.fixture
-def app(settings):
-    app = create_app({"TESTING": True}, settings=settings)
+def app(settings, simulator):
+    app = create_app({"TESTING": True}, settings=settings, clock=simulated_clock(simulator))
     yield app
     app.extensions["database"].dispose()
 
@@ -181,7 +189,6 @@ def client(app):
 def add_users(app, simulator: Simulator, keys) -> dict[str, int]:
     """Users signed in as these simulator accounts, without the browser round trip."""
     from app.auth.accounts import sign_in as sign_in_profile
-    from app.clock import utcnow
 
     ids = {}
     with app.extensions["database"].session() as session:
@@ -193,7 +200,8 @@ def add_users(app, simulator: Simulator, keys) -> dict[str, int]:
                 profile["account_id"] = account.account_id
             user = sign_in_profile(session, profile, access_token=grant["access_token"],
                                    refresh_token=grant["refresh_token"], expires_in=grant["expires_in"],
-                                   scope=grant["scope"], cipher=app.extensions["token_cipher"], now=utcnow())
+                                   scope=grant["scope"], cipher=app.extensions["token_cipher"],
+                                   now=app.extensions["clock"]())
             ids[key] = user.id
     return ids
 
@@ -202,9 +210,19 @@ def listeners(n: int) -> list[str]:
     return [f"sim-acct-{i:05d}" for i in range(n)]
 
 
+# Tests that run in this process see the simulated world at this moment, whatever the date
+# the suite runs on: the app's clock is the simulator's (simulated_clock).
+REFERENCE_MS = int(datetime(2026, 11, 20, 18, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def wall_clock_ms() -> int:
+    """For tests with other processes (workers, commands): those run on the wall clock."""
+    return int(time.time() * 1000)
+
+
 def freeze(simulator: Simulator, when_ms: int | None = None) -> int:
-    """Stop the simulator's clock (at `when_ms`, default now) so windows stay put."""
-    when_ms = when_ms or simulator.world.clock.now_ms()
+    """Stop the simulator's clock (at `when_ms`, default REFERENCE_MS) so windows stay put."""
+    when_ms = when_ms or REFERENCE_MS
     simulator.world.clock.set(when_ms, frozen=True)
     return when_ms
 
@@ -361,8 +379,6 @@ def workers(worker_env, tmp_path):
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -8,7 +8,7 @@ import psycopg
 
 import jobs
 from jobs.archival import poll_batch
-from conftest import add_users, archived, freeze, listeners, wait_for, window
+from conftest import add_users, archived, freeze, listeners, wait_for, wall_clock_ms, window
 
 
 def defer_batch(database_url, user_ids, dispatched_at=None):
@@ -32,7 +32,7 @@ def polled(db_conn, ids) -> int:
 
 
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(app, simulator, db_conn, database_url, workers):
-    now = freeze(simulator)
+    now = freeze(simulator, wall_clock_ms())
     keys = listeners(50)
     users = add_users(app, simulator, keys)
     keep_dispatcher_away(db_conn)
@@ -55,7 +55,7 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(app, simulator, 
 
 
 def test_one_poison_pill_in_a_batch_of_50(app, simulator, db_conn, database_url, workers):
-    now = freeze(simulator)
+    now = freeze(simulator, wall_clock_ms())
     keys = listeners(50)
     users = add_users(app, simulator, keys)
     keep_dispatcher_away(db_conn)
@@ -72,7 +72,7 @@ def test_one_poison_pill_in_a_batch_of_50(app, simulator, db_conn, database_url,
 
 
 def test_a_429_pauses_every_worker_then_polling_resumes(app, simulator, db_conn, database_url, workers):
-    freeze(simulator)
+    freeze(simulator, wall_clock_ms())
     ids = list(add_users(app, simulator, listeners(40)).values())
     keep_dispatcher_away(db_conn)
     simulator.world.config.latency_ms = 50
@@ -100,7 +100,7 @@ def test_a_429_pauses_every_worker_then_polling_resumes(app, simulator, db_conn,
 
 def test_two_workers_refreshing_rotated_tokens_never_revoke_each_other(app, simulator, db_conn, database_url,
                                                                         workers):
-    freeze(simulator)
+    freeze(simulator, wall_clock_ms())
     simulator.world.config.rotate_refresh_tokens = True
     simulator.world.config.latency_ms = 100
     keys = listeners(10)
@@ -118,7 +118,7 @@ def test_two_workers_refreshing_rotated_tokens_never_revoke_each_other(app, simu
 
 
 def test_invalid_grant_stops_calls_for_that_user_for_good(app, simulator, db_conn, database_url, workers):
-    freeze(simulator)
+    freeze(simulator, wall_clock_ms())
     users = add_users(app, simulator, ["sim-acct-jo", "sim-acct-riley"])
     simulator.call("POST", "/_sim/accounts/sim-acct-jo/revoke")
     db_conn.execute("UPDATE spotify_tokens SET expires_at = now()")

@@ -7,7 +7,7 @@ import pytest
 
 from app.archival.budget import Budget
 from app.archival.dispatch import dispatch_due
-from app.clock import utcnow
+from app.time import utcnow
 from app.config import ArchivalSettings
 from conftest import add_users, listeners
 

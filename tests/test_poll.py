@@ -10,7 +10,7 @@ import pytest
 from app.archival import poll as poll_module
 from app.archival import store
 from app.archival.poll import Archivist, poll_batch, poll_user
-from app.clock import utcnow
+from app.time import utcnow
 from conftest import add_users, archived, cli, freeze, listeners, sign_in, window
 
 HOUR_MS = 3_600_000
@@ -19,6 +19,10 @@ HOUR_MS = 3_600_000
 @pytest.fixture
 def archivist(app) -> Archivist:
     return Archivist.from_app(app)
+
+
+def app_now(app):
+    return app.extensions["clock"]()
 
 
 def state(db_conn, user_id):
@@ -50,7 +54,7 @@ def test_a_poll_archives_what_spotify_shows_with_its_catalogue(app, archivist, s
 
     cursor, next_poll_at, failures, _, _, last_success, peak = state(db_conn, user)
     assert int(cursor.timestamp() * 1000) == max(ms for _, ms in expected)
-    assert timedelta(minutes=2) < next_poll_at - utcnow() <= timedelta(minutes=60)
+    assert timedelta(minutes=2) < next_poll_at - app_now(app) <= timedelta(minutes=60)
     assert failures == 0 and last_success is not None and peak > 0
 
 
@@ -158,10 +162,10 @@ def test_failures_are_classified_and_rate_limits_pause_the_app_not_the_user(app,
     first = fault("server_error")
     assert (first.outcome, first.failure_kind) == ("failed", "spotify_5xx")
     _, next_poll_at, count, _, circuit, *_ = state(db_conn, user)
-    assert count == 1 and circuit is None and next_poll_at - utcnow() <= timedelta(minutes=1)  # quick retry
+    assert count == 1 and circuit is None and next_poll_at - app_now(app) <= timedelta(minutes=1)  # quick retry
     second = fault("server_error")
     _, next_poll_at, count, _, circuit, *_ = state(db_conn, user)
-    assert count == 2 and circuit is not None and timedelta(minutes=5) < next_poll_at - utcnow() <= timedelta(minutes=10)
+    assert count == 2 and circuit is not None and timedelta(minutes=5) < next_poll_at - app_now(app) <= timedelta(minutes=10)
     assert second.failure_kind == "spotify_5xx"
 
     assert fault("malformed").failure_kind == "bad_data"
@@ -170,6 +174,7 @@ def test_failures_are_classified_and_rate_limits_pause_the_app_not_the_user(app,
     limited = fault("rate_limit", retry_after=120)
     assert limited.outcome == "paused"
     paused_until = db_conn.execute("SELECT paused_until FROM api_budget").fetchone()[0]
+    # A pause is Spotify's, in real time (the database's clock), whatever the app's clock says.
     assert timedelta(seconds=115) < paused_until - utcnow() <= timedelta(seconds=120)
     assert state(db_conn, user)[2:4] == (1, "bad_data")  # the 429 counted against nobody
     assert limited.next_poll_at >= paused_until
@@ -210,7 +215,7 @@ def test_invalid_grant_means_reauthorisation_and_no_more_calls(app, archivist, s
     freeze(simulator)
     user = add_users(app, simulator, ["sim-acct-jo"])["sim-acct-jo"]
     simulator.call("POST", "/_sim/accounts/sim-acct-jo/revoke")
-    db_conn.execute("UPDATE spotify_tokens SET expires_at = now() WHERE user_id = %s", (user,))
+    db_conn.execute("UPDATE spotify_tokens SET expires_at = %s WHERE user_id = %s", (app_now(app), user))
     assert poll_user(archivist, user).outcome == "reauth_required"
     calls = simulator.stats()
     for _ in range(3):
@@ -223,9 +228,9 @@ def test_invalid_grant_means_reauthorisation_and_no_more_calls(app, archivist, s
 
 
 def test_archive_command_polls_one_user_and_says_what_it_did(app, simulator, db_conn, database_url):
-    from conftest import app_environ
+    from conftest import app_environ, wall_clock_ms
 
-    freeze(simulator)
+    freeze(simulator, wall_clock_ms())  # the command runs on the wall clock
     user = add_users(app, simulator, ["sim-acct-sam"])["sim-acct-sam"]
     env = app_environ(database_url, simulator.url)
     env["TOKEN_ENCRYPTION_KEY"] = app.config["SETTINGS"].token_encryption_keys[0]

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from app.clock import utcnow
+from app.time import utcnow
 from app.spotify.client import SpotifyClient
 from app.spotify.errors import NetworkError
 from app.spotify.tokens import ReauthRequired, TokenService

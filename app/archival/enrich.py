@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from ..clock import Clock, utcnow
+from ..time import Clock, utcnow
 from ..db import Database
 from ..spotify.client import SpotifyClient
 from ..spotify.errors import Forbidden, RateLimited, SpotifyError
@@ -67,7 +67,7 @@ class Enricher:
     def from_app(cls, app: Flask) -> Enricher:
         database = app.extensions["database"]
         return cls(database=database, spotify=app.extensions["spotify"],
-                   budget=Budget(database, app.config["SETTINGS"].archival))
+                   budget=Budget(database, app.config["SETTINGS"].archival), clock=app.extensions["clock"])
 
     def pending(self, kind: str) -> int:
         with self.database.engine.connect() as conn:

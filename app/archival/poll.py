@@ -28,7 +28,7 @@ from typing import Iterator
 import sqlalchemy as sa
 from flask import Flask
 
-from ..clock import Clock, utcnow
+from ..time import Clock, utcnow
 from ..config import ArchivalSettings
 from ..db import Database
 from ..models import ArchiveState, User, UserStatus
@@ -63,7 +63,7 @@ class Archivist:
         settings = app.config["SETTINGS"].archival
         database = app.extensions["database"]
         return cls(database=database, tokens=app.extensions["tokens"], spotify=app.extensions["spotify"],
-                   budget=Budget(database, settings), settings=settings)
+                   budget=Budget(database, settings), settings=settings, clock=app.extensions["clock"])
 
 
 @dataclass
@@ -130,7 +130,7 @@ def poll_user(archivist: Archivist, user_id: int, *, dispatched_at: datetime | N
                                "deferred", str(exc))
         except SpotifyError as exc:
             if isinstance(exc, AuthError):
-                _expire_access_token(archivist.database, user_id)  # the next attempt refreshes it
+                _expire_access_token(archivist, user_id)  # the next attempt refreshes it
             return _record_failure(archivist, user_id, exc.kind, str(exc))
         except Exception as exc:  # noqa: BLE001 - a poison pill is this user's failure, not the batch's
             log.exception("user %s: poll failed unexpectedly", user_id)
@@ -216,9 +216,10 @@ def _reschedule(archivist: Archivist, user_id: int, when: datetime, spread_s: fl
     return PollResult(user_id, outcome, message=message, next_poll_at=when)
 
 
-def _expire_access_token(database: Database, user_id: int) -> None:
-    with database.session() as session:
-        session.execute(sa.text("UPDATE spotify_tokens SET expires_at = now() WHERE user_id = :id"), {"id": user_id})
+def _expire_access_token(archivist: Archivist, user_id: int) -> None:
+    with archivist.database.session() as session:
+        session.execute(sa.text("UPDATE spotify_tokens SET expires_at = :now WHERE user_id = :id"),
+                        {"now": archivist.clock(), "id": user_id})
 
 
 def _rate_of(state: ArchiveState) -> cadence.ListeningRate:

@@ -14,7 +14,7 @@ from authlib.integrations.base_client.errors import MismatchingStateError, OAuth
 from flask import Blueprint, current_app, redirect, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..clock import utcnow
+from ..time import now
 from ..db import get_session
 from ..pages import problem
 from ..spotify.errors import NotAllowListed, RateLimited, SpotifyError
@@ -98,7 +98,7 @@ def callback():
         expires_in=int(token.get("expires_in") or 3600),
         scope=token.get("scope"),
         cipher=current_app.extensions["token_cipher"],
-        now=utcnow(),
+        now=now(),
     )
     session.commit()
     login_user(user, remember=True)

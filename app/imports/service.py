@@ -28,7 +28,6 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..clock import utcnow
 from ..db import Database
 from ..models import Import, ImportChunk, ImportStatus
 from . import formats
@@ -274,9 +273,9 @@ class _Progress:
 
     def finish(self, status: ImportStatus, *, report: dict | None = None, error: str | None = None) -> None:
         self.conn.execute(
-            "UPDATE imports SET status = %s, stage = NULL, report = %s, error = %s, finished_at = %s, "
+            "UPDATE imports SET status = %s, stage = NULL, report = %s, error = %s, finished_at = now(), "
             "rows_read = COALESCE((%s::jsonb ->> 'rows')::int, rows_read) WHERE id = %s",
-            (status.value, psycopg.types.json.Jsonb(report) if report else None, error, utcnow(),
+            (status.value, psycopg.types.json.Jsonb(report) if report else None, error,
              psycopg.types.json.Jsonb(report or {}), self.import_id))
 
     def close(self) -> None:

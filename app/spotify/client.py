@@ -11,11 +11,12 @@ import base64
 import logging
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
 import requests
 
+from ..time import utcnow
 from .errors import (
     AuthError,
     BadData,
@@ -208,7 +209,7 @@ def parse_retry_after(value: str | None) -> float:
         return DEFAULT_RETRY_AFTER_S
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, (when - utcnow()).total_seconds())
 
 
 def _json_or_none(response: requests.Response) -> Any:

@@ -24,7 +24,7 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..clock import utcnow
+from ..time import utcnow
 from ..crypto import TokenCipher, UndecryptableToken
 from ..db import Database
 from ..models import SpotifyToken, User, UserStatus

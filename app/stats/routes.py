@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 
 from ..archival.health import archive_health
 from ..auth.accounts import reauthorise_by
-from ..clock import utcnow
+from ..time import now
 from ..db import get_database, get_session
 from ..models import User
 from . import charts, entities, history, queries
@@ -61,10 +61,10 @@ def entity_url(kind: str, entity_id: int | None) -> str | None:
 def _period() -> tuple[Period, str | None]:
     tz = zone(current_user.timezone)
     try:
-        return resolve(request.args.get("period"), tz, utcnow(), start=request.args.get("from"),
+        return resolve(request.args.get("period"), tz, now(), start=request.args.get("from"),
                        end=request.args.get("to")), None
     except PeriodError as exc:
-        return resolve(None, tz, utcnow()), str(exc)
+        return resolve(None, tz, now()), str(exc)
 
 
 def _rank_by() -> str:
@@ -74,7 +74,7 @@ def _rank_by() -> str:
 
 def _stats_context(period: Period, error: str | None) -> dict:
     return {"period": period, "periods": PERIODS, "period_error": error, "panels": PANELS, "rank_by": _rank_by(),
-            "today": utcnow().astimezone(period.tz).date()}
+            "today": now().astimezone(period.tz).date()}
 
 
 @bp.get("/dashboard")
