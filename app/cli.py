@@ -253,7 +253,7 @@ def _describe_poll(user, result) -> str:
         if result.newest:
             lines.append(f"Newest play archived: {result.newest:%Y-%m-%d %H:%M:%S} UTC.")
         if result.gap:
-            from .archival.page import ms_to_datetime
+            from .time import ms_to_datetime
 
             lines.append(f"Gap: plays between {ms_to_datetime(result.gap.starts_ms):%Y-%m-%d %H:%M} and "
                          f"{ms_to_datetime(result.gap.ends_ms):%Y-%m-%d %H:%M} UTC may be missing; importing the "

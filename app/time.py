@@ -26,7 +26,7 @@ one without is refused rather than guessed.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -51,13 +51,18 @@ def now() -> datetime:
 # --- instants as Unix milliseconds --------------------------------------------------------------
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+
 def ms_to_datetime(ms: int) -> datetime:
-    """Exact (no float rounding); raises OverflowError/ValueError outside years 1-9999."""
-    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).replace(microsecond=(ms % 1000) * 1000)
+    """Exact (integer arithmetic, no float); OverflowError outside years 1-9999."""
+    return _EPOCH + ms * _MS
 
 
 def datetime_to_ms(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
+    """Exact; sub-millisecond digits are cut, never rounded up (a play's identity)."""
+    return (moment - _EPOCH) // _MS
 
 
 def iso_from_ms(ms: int | None) -> str | None:

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from app.archival import cadence, failures
-from app.archival.page import Gap, find_gap, parse_page, parse_played_at
+from app.archival.page import Gap, find_gap, parse_page
 from app.config import ArchivalSettings
 from app.spotify.errors import BadData, FailureKind
+from app.time import played_at_ms
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=timezone.utc)
 MIN = 60_000
@@ -140,22 +141,6 @@ TRACK = {
 }
 
 
-@pytest.mark.parametrize("text, ms", [
-    ("2025-10-22T23:00:36.512Z", 1761174036512),
-    ("2025-10-22T23:00:36Z", 1761174036000),
-    ("2025-10-22T23:00:36.5Z", 1761174036500),
-    ("2025-10-22T23:00:36.512987Z", 1761174036512),
-    ("2025-10-23T01:00:36.512+02:00", 1761174036512),
-])
-def test_played_at_keeps_milliseconds(text, ms):
-    assert parse_played_at(text) == ms
-
-
-@pytest.mark.parametrize("bad", [None, 12, "", "yesterday", "2025-13-01T00:00:00Z", "2025-10-22 23:00:36"])
-def test_unreadable_played_at(bad):
-    assert parse_played_at(bad) is None
-
-
 def test_page_parsing_skips_what_cannot_be_archived_with_reasons():
     items = [
         {"played_at": "2025-10-22T23:00:36.512Z", "track": TRACK},
@@ -171,7 +156,7 @@ def test_page_parsing_skips_what_cannot_be_archived_with_reasons():
     play = page.plays[0]
     assert play.played_at_ms == 1761174036512 and play.played_at.microsecond == 512_000
     assert play.track.album.image_url == "big" and play.track.artists[0].name == "Artist"
-    assert page.oldest_ms == parse_played_at("2025-10-22T20:00:00Z")
+    assert page.oldest_ms == played_at_ms("2025-10-22T20:00:00Z")
 
 
 def test_missing_and_wrongly_typed_fields_degrade_gracefully():

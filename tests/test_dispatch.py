@@ -7,8 +7,8 @@ import pytest
 
 from app.archival.budget import Budget
 from app.archival.dispatch import dispatch_due
-from app.time import utcnow
 from app.config import ArchivalSettings
+from app.time import utcnow
 from conftest import add_users, listeners
 
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 import requests
 
-from app.time import utcnow
 from app.spotify.client import SpotifyClient
 from app.spotify.errors import NetworkError
 from app.spotify.tokens import ReauthRequired, TokenService
+from app.time import utcnow
 from conftest import free_port, sign_in
 
 

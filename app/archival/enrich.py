@@ -23,10 +23,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from ..time import Clock, utcnow
 from ..db import Database
 from ..spotify.client import SpotifyClient
 from ..spotify.errors import Forbidden, RateLimited, SpotifyError
+from ..time import Clock, utcnow
 from .budget import Budget, Priority
 from .page import parse_track
 from .store import upsert_tracks

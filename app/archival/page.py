@@ -14,16 +14,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from ..spotify.errors import BadData
+from ..time import ms_to_datetime, played_at_ms
 
 PAGE_LIMIT = 50
 _SPOTIFY_ID = re.compile(r"^[0-9A-Za-z]{22}$")
-_PLAYED_AT = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)$"
-)
 _INT32 = 2**31 - 1
 
 
@@ -87,7 +85,7 @@ def parse_page(body: Any) -> Page:
     skipped: Counter = Counter()
     oldest: int | None = None
     for item in items:
-        played_ms = parse_played_at(item.get("played_at")) if isinstance(item, dict) else None
+        played_ms = played_at_ms(item.get("played_at")) if isinstance(item, dict) else None
         if played_ms is None:
             skipped["malformed item"] += 1
             continue
@@ -112,34 +110,6 @@ def find_gap(item_count: int, oldest_ms: int | None, cursor_ms: int | None) -> G
     return Gap(cursor_ms, oldest_ms) if oldest_ms > cursor_ms else None
 
 
-def parse_played_at(value: Any) -> int | None:
-    """'2025-10-22T23:00:36.512Z' (or without the fraction, or with an offset) -> Unix ms."""
-    if not isinstance(value, str):
-        return None
-    match = _PLAYED_AT.match(value)
-    if not match:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
-    except ValueError:
-        return None
-    ms = int(moment.timestamp()) * 1000 + int((fraction or "0")[:3].ljust(3, "0"))
-    if zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        ms -= sign * (int(digits[:2]) * 60 + int(digits[2:])) * 60_000
-    return ms
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).replace(microsecond=(ms % 1000) * 1000)
-
-
-def datetime_to_ms(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
-
-
 def _unarchivable(track: Any) -> str | None:
     if not isinstance(track, dict):
         return "no track"
@@ -152,21 +122,23 @@ def _unarchivable(track: Any) -> str | None:
     return None
 
 
-def _text(value: Any, default: str | None = None) -> str | None:
+# Fields of the Web API's JSON: only a real JSON string or integer is taken (the import's
+# readers in imports/formats.py have their own rules, for the export files' quirks).
+def _nonblank(value: Any, default: str | None = None) -> str | None:
     return value if isinstance(value, str) and value.strip() else default
 
 
-def _int(value: Any) -> int | None:
+def _int32(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _INT32 else None
 
 
 def _image(images: Any) -> str | None:
     if not isinstance(images, list):
         return None
-    usable = [i for i in images if isinstance(i, dict) and _text(i.get("url"))]
+    usable = [i for i in images if isinstance(i, dict) and _nonblank(i.get("url"))]
     if not usable:
         return None
-    return max(usable, key=lambda i: _int(i.get("width")) or 0)["url"]
+    return max(usable, key=lambda i: _int32(i.get("width")) or 0)["url"]
 
 
 def _artists(value: Any) -> tuple[PolledArtist, ...]:
@@ -175,7 +147,7 @@ def _artists(value: Any) -> tuple[PolledArtist, ...]:
     artists = []
     for artist in value:
         if isinstance(artist, dict) and isinstance(artist.get("id"), str) and _SPOTIFY_ID.match(artist["id"]):
-            artists.append(PolledArtist(artist["id"], _text(artist.get("name"), "Unknown artist")))
+            artists.append(PolledArtist(artist["id"], _nonblank(artist.get("name"), "Unknown artist")))
     return tuple(artists)
 
 
@@ -184,11 +156,11 @@ def _album(value: Any) -> PolledAlbum | None:
         return None
     return PolledAlbum(
         spotify_id=value["id"],
-        name=_text(value.get("name"), "Unknown album"),
-        album_type=_text(value.get("album_type")),
-        release_date=_text(value.get("release_date")),
-        release_date_precision=_text(value.get("release_date_precision")),
-        total_tracks=_int(value.get("total_tracks")),
+        name=_nonblank(value.get("name"), "Unknown album"),
+        album_type=_nonblank(value.get("album_type")),
+        release_date=_nonblank(value.get("release_date")),
+        release_date_precision=_nonblank(value.get("release_date_precision")),
+        total_tracks=_int32(value.get("total_tracks")),
         image_url=_image(value.get("images")),
     )
 
@@ -196,12 +168,12 @@ def _album(value: Any) -> PolledAlbum | None:
 def parse_track(track: dict) -> PolledTrack:
     """A full track object (recently-played items, /v1/tracks) as the catalogue stores it."""
     external_ids = track.get("external_ids")
-    isrc = _text(external_ids.get("isrc")) if isinstance(external_ids, dict) else None
+    isrc = _nonblank(external_ids.get("isrc")) if isinstance(external_ids, dict) else None
     explicit = track.get("explicit")
     return PolledTrack(
         spotify_id=track["id"],
-        name=_text(track.get("name"), "Unknown track"),
-        duration_ms=_int(track.get("duration_ms")),
+        name=_nonblank(track.get("name"), "Unknown track"),
+        duration_ms=_int32(track.get("duration_ms")),
         explicit=explicit if isinstance(explicit, bool) else None,
         isrc=isrc,
         album=_album(track.get("album")),

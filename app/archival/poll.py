@@ -28,16 +28,16 @@ from typing import Iterator
 import sqlalchemy as sa
 from flask import Flask
 
-from ..time import Clock, utcnow
 from ..config import ArchivalSettings
 from ..db import Database
 from ..models import ArchiveState, User, UserStatus
 from ..spotify.client import SpotifyClient
 from ..spotify.errors import AuthError, FailureKind, RateLimited, SpotifyError
 from ..spotify.tokens import ReauthRequired, TokenService
+from ..time import Clock, datetime_to_ms, ms_to_datetime, utcnow
 from . import cadence, failures
 from .budget import Budget, Exhausted, Paused, Priority
-from .page import Gap, datetime_to_ms, find_gap, ms_to_datetime, parse_page
+from .page import Gap, find_gap, parse_page
 from .store import record_gap, store_plays
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from ..matching import WIDEST_MS, same_play
 from ..models import PlaySource
-from .page import Gap, PolledAlbum, PolledArtist, PolledPlay, PolledTrack, ms_to_datetime
+from ..time import ms_to_datetime
+from .page import Gap, PolledAlbum, PolledArtist, PolledPlay, PolledTrack
 
 
 @dataclass(frozen=True)

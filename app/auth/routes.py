@@ -14,10 +14,10 @@ from authlib.integrations.base_client.errors import MismatchingStateError, OAuth
 from flask import Blueprint, current_app, redirect, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..time import now
 from ..db import get_session
 from ..pages import problem
 from ..spotify.errors import NotAllowListed, RateLimited, SpotifyError
+from ..time import now
 from .accounts import sign_in
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,11 @@ or not finished: `reason_end` other than `trackdone`).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from ..models import PlaySource
+from ..time import end_time_ms, ts_ms
 
 EXTENDED = "extended"
 ACCOUNT = "account"
@@ -56,7 +55,6 @@ _PATTERNS = [
     (re.compile(r"^streaming_?history_video_.*\.json$", re.I), IGNORED, "video streams are not music plays"),
     (re.compile(r"^streaminghistory_podcast_\d+\.json$", re.I), IGNORED, "podcast history is not music plays"),
 ]
-_END_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d)(?::(\d\d))?$")
 _BAD_TEXT = str.maketrans("", "", "\x00")  # Postgres text cannot hold NUL
 _EXTENDED_SOURCE = int(PlaySource.extended_history)
 
@@ -95,8 +93,8 @@ def read_extended(row: Any, rule: str) -> Play | str:
     if type(row) is not dict:
         return MALFORMED
     get = row.get
-    ts = _ts_ms(get("ts"))
-    ms_played = _int(get("ms_played"))
+    ts = ts_ms(get("ts"))
+    ms_played = _count(get("ms_played"))
     track, artist, album, uri, reason_end = (get("master_metadata_track_name"), get("master_metadata_album_artist_name"),
                                              get("master_metadata_album_album_name"), get("spotify_track_uri"),
                                              get("reason_end"))
@@ -123,9 +121,9 @@ def read_extended(row: Any, rule: str) -> Play | str:
         played_at_ms=_offline_end(row, ts, ms_played) if get("offline") is True else ts,
         source=_EXTENDED_SOURCE,
         spotify_id=track_id,
-        track_name=_text(track) or "Unknown track",
-        artist_name=_text(artist) or "",
-        album_name=_text(album),
+        track_name=_clean(track) or "Unknown track",
+        artist_name=_clean(artist) or "",
+        album_name=_clean(album),
         ms_played=ms_played,
     )
 
@@ -133,10 +131,10 @@ def read_extended(row: Any, rule: str) -> Play | str:
 def identify(row: dict) -> tuple[int, str] | None:
     """(end ms, track name) of an extended row that was skipped, when both are readable:
     an account-data row of the same play must be skipped with it, not imported instead."""
-    ts, name = _ts_ms(row.get("ts")), row.get("master_metadata_track_name")
+    ts, name = ts_ms(row.get("ts")), row.get("master_metadata_track_name")
     if ts is None or type(name) is not str or not name.strip():
         return None
-    return ts, _text(name)
+    return ts, _clean(name)
 
 
 def read_account(row: Any, rule: str) -> Play | str:
@@ -144,8 +142,8 @@ def read_account(row: Any, rule: str) -> Play | str:
     (the report says so)."""
     if not isinstance(row, dict):
         return MALFORMED
-    end = _end_time_ms(row.get("endTime"))
-    ms_played = _int(row.get("msPlayed"))
+    end = end_time_ms(row.get("endTime"))
+    ms_played = _count(row.get("msPlayed"))
     if ms_played is not None and ms_played >= 2**31:
         ms_played = None
     track, artist = row.get("trackName"), row.get("artistName")
@@ -154,64 +152,24 @@ def read_account(row: Any, rule: str) -> Play | str:
         return MALFORMED
     if ms_played < MIN_MS:
         return SHORT
-    return Play(end, int(PlaySource.account_data), None, _text(track), _text(artist) or "", None, ms_played)
+    return Play(end, int(PlaySource.account_data), None, _clean(track), _clean(artist) or "", None, ms_played)
 
 
-def _offline_end(row: dict, ts_ms: int, ms_played: int) -> int:
+def _offline_end(row: dict, synced_ms: int, ms_played: int) -> int:
     """Offline plays synced later can share one `ts` (the sync); `offline_timestamp` is when
     the play really started, in seconds in recent rows and milliseconds in some older ones."""
-    started = _int(row.get("offline_timestamp"))
+    started = _count(row.get("offline_timestamp"))
     if not started:
-        return ts_ms
+        return synced_ms
     started_ms = started if started > 100_000_000_000 else started * 1000
     end = started_ms + ms_played
     # Only believable if it ends before the sync that reported it (and not absurdly early).
-    return end if ts_ms - 366 * 86_400_000 <= end <= ts_ms + 1000 else ts_ms
+    return end if synced_ms - 366 * 86_400_000 <= end <= synced_ms + 1000 else synced_ms
 
 
-def _ts_ms(value: Any) -> int | None:
-    """"2025-10-22T23:00:36Z" (a fraction before the Z is tolerated) -> Unix ms. String
-    slicing, not a regex: this runs once per row."""
-    if type(value) is not str or len(value) < 20 or value[10] != "T" or value[-1] != "Z" \
-            or value[13] != ":" or value[16] != ":" or (len(value) > 20 and value[19] != "."):
-        return None
-    clock = value[11:13] + value[14:16] + value[17:19]
-    if not (clock.isdigit() and clock.isascii()):
-        return None
-    day = _day_ms(value[:10])  # the day from a cache, the time of day by arithmetic
-    hours, minutes, seconds = int(clock[:2]), int(clock[2:4]), int(clock[4:])
-    if day is None or hours > 23 or minutes > 59 or seconds > 60:
-        return None
-    return day + hours * 3_600_000 + minutes * 60_000 + seconds * 1000
-
-
-@lru_cache(maxsize=8192)
-def _day_ms(day: str) -> int | None:
-    digits = day[:4] + day[5:7] + day[8:]
-    if day[4] != "-" or day[7] != "-" or not (digits.isdigit() and digits.isascii()):
-        return None
-    return _epoch_ms(int(day[:4]), int(day[5:7]), int(day[8:10]), 0, 0, 0)
-
-
-def _end_time_ms(value: Any) -> int | None:
-    if not isinstance(value, str):
-        return None
-    match = _END_TIME.match(value)
-    if not match:
-        return None
-    year, month, day, hour, minute, second = match.groups()
-    return _epoch_ms(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
-
-
-def _epoch_ms(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int | None:
-    try:
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-    except ValueError:
-        return None
-    return int(moment.timestamp()) * 1000
-
-
-def _int(value: Any) -> int | None:
+# Fields of the export files, as ijson reads them (the Web API's JSON has its own rules, in
+# archival/page.py).
+def _count(value: Any) -> int | None:
     """A non-negative whole number (ijson gives Decimal for numbers written with a fraction)."""
     if isinstance(value, bool):
         return None
@@ -222,7 +180,8 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _text(value: str | None) -> str | None:
+def _clean(value: str | None) -> str | None:
+    """Text as stored: without NUL (Postgres text cannot hold it), trimmed, None if blank."""
     if not value:
         return None
     if "\x00" in value:

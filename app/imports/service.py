@@ -20,7 +20,6 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterable
 
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..models import Import, ImportChunk, ImportStatus
+from ..time import iso_from_ms
 from . import formats
 from .merge import Stager, merge
 from .sources import InputError, Limits, Meter, Upload, rows
@@ -190,7 +190,7 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
         "skipped": skipped,
         "rule": rule,
         "rule_text": formats.RULES[rule],
-        "period": {"from": _iso(merged.first_ms), "to": _iso(merged.last_ms)},
+        "period": {"from": iso_from_ms(merged.first_ms), "to": iso_from_ms(merged.last_ms)},
         "new_tracks": merged.new_tracks,
         "name_only_tracks": merged.name_only_tracks,
         "gaps_filled": merged.gaps_filled,
@@ -230,10 +230,6 @@ def _materialise(database: Database, import_id: int, files: list[dict], workdir:
                     seq += 1
             sources.append(Source(meta["name"], path))
     return sources
-
-
-def _iso(ms: int | None) -> str | None:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat() if ms is not None else None
 
 
 class _Progress:

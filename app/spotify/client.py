@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from datetime import timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests

@@ -24,10 +24,10 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..time import utcnow
 from ..crypto import TokenCipher, UndecryptableToken
 from ..db import Database
 from ..models import SpotifyToken, User, UserStatus
+from ..time import utcnow
 from .client import SpotifyClient
 from .errors import InvalidGrant
 

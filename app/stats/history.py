@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..time import datetime_to_ms, ms_to_datetime
+
 PAGE = 50
 MAX_MATCHES = 5000
 
@@ -27,14 +29,14 @@ class Cursor:
     track_id: int
 
     def encode(self) -> str:
-        return f"{int(self.played_at.timestamp() * 1000)}.{self.track_id}"
+        return f"{datetime_to_ms(self.played_at)}.{self.track_id}"
 
     @classmethod
     def decode(cls, text: str | None) -> Cursor | None:
         try:
             ms, track_id = (text or "").split(".")
-            return cls(datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc), int(track_id))
-        except ValueError:
+            return cls(ms_to_datetime(int(ms)), int(track_id))
+        except (ValueError, OverflowError):  # not a cursor, or beyond the calendar
             return None
 
     @classmethod

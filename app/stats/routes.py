@@ -12,9 +12,9 @@ from flask_login import current_user, login_required
 
 from ..archival.health import archive_health
 from ..auth.accounts import reauthorise_by
-from ..time import now
 from ..db import get_database, get_session
 from ..models import User
+from ..time import now
 from . import charts, entities, history, queries
 from .cache import FragmentCache, archive_version
 from .periods import PERIODS, Period, PeriodError, is_zone, local_midnight, resolve, zone
