@@ -52,17 +52,15 @@ def run(demo: bool, port: int | None, host: str, simulator_port: int | None, web
 @click.option("--queue", "queues", multiple=True, help="Only take jobs from this queue (repeatable) [default: all].")
 def worker(concurrency: int, queues: tuple[str, ...]) -> None:
     """Run a job worker. Start as many as you like, on as many machines as you like."""
-    import jobs
-
-    from . import create_app
-
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
+
+    from . import create_app, queue
 
     # A poll holds up to two connections at once (its advisory lock, its transaction).
     flask_app = create_app(pool_size=2 * concurrency + 2)
     settings = flask_app.config["SETTINGS"]
-    queue_app = jobs.bind(flask_app)
+    queue_app = queue.bind(flask_app)
 
     async def work() -> None:
         # Our tasks are synchronous: procrastinate runs them on the loop's default thread

@@ -31,16 +31,14 @@ import psycopg
 import requests
 from cryptography.fernet import Fernet
 
-import jobs
-from app import create_app
+from app import create_app, queue
 from app.auth.accounts import sign_in
-from app.time import utcnow
 from app.config import ROOT, load_settings
 from app.embedded_pg import ensure_server
 from app.migrate import upgrade
 from app.runner import wait_for_200
+from app.time import utcnow
 from bench.startup import free_port
-from jobs.archival import poll_batch
 
 BATCH = 25
 
@@ -63,8 +61,8 @@ def polls_so_far(simulator_url: str) -> int:
 
 
 def defer_round(conn: psycopg.Connection, user_ids: list[int]) -> None:
-    jobs.defer_in_transaction(poll_batch, conn, *({"user_ids": user_ids[i:i + BATCH]}
-                                                  for i in range(0, len(user_ids), BATCH)))
+    queue.defer(queue.POLL_BATCH, conn, *({"user_ids": user_ids[i:i + BATCH]}
+                                          for i in range(0, len(user_ids), BATCH)))
 
 
 def queued(conn: psycopg.Connection) -> int:

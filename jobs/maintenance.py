@@ -6,13 +6,14 @@ import logging
 
 from procrastinate import JobContext
 
-from . import app, flask_app
+from app.queue import app, flask_app
 
 log = logging.getLogger(__name__)
 
 
 @app.periodic(cron="* * * * * */10", periodic_id="retry_stalled_jobs")
-@app.task(queue="maintenance", queueing_lock="retry_stalled_jobs", pass_context=True, priority=20)
+@app.task(name="jobs.maintenance.retry_stalled_jobs", queue="maintenance", queueing_lock="retry_stalled_jobs",
+          pass_context=True, priority=20)
 async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
     """Requeue jobs whose worker stopped sending heartbeats (SIGKILL, a lost machine):
     otherwise they stay `doing` for ever. Silence for WORKER_STALLED_AFTER_SECONDS (60 s by
@@ -27,7 +28,8 @@ async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
 
 
 @app.periodic(cron="17 3 * * *", periodic_id="prune_finished_jobs")
-@app.task(queue="maintenance", queueing_lock="prune_finished_jobs", pass_context=True)
+@app.task(name="jobs.maintenance.prune_finished_jobs", queue="maintenance", queueing_lock="prune_finished_jobs",
+          pass_context=True)
 async def prune_finished_jobs(context: JobContext, timestamp: int) -> None:
     """Succeeded jobs are kept 3 days for inspection, failed ones 30."""
     manager = context.app.job_manager

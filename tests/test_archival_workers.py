@@ -6,14 +6,13 @@ import time
 
 import psycopg
 
-import jobs
-from jobs.archival import poll_batch
+from app import queue
 from conftest import add_users, archived, freeze, listeners, wait_for, wall_clock_ms, window
 
 
 def defer_batch(database_url, user_ids, dispatched_at=None):
     with psycopg.connect(database_url, autocommit=True) as conn:
-        jobs.defer_in_transaction(poll_batch, conn, {"user_ids": list(user_ids), "dispatched_at": dispatched_at})
+        queue.defer(queue.POLL_BATCH, conn, {"user_ids": list(user_ids), "dispatched_at": dispatched_at})
 
 
 def keep_dispatcher_away(db_conn):

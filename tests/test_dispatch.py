@@ -69,7 +69,7 @@ def test_nothing_is_dispatched_during_a_pause(app, users, db_conn):
 
 
 def test_jobs_and_claims_commit_together(app, users, db_conn):
-    from jobs.archival import _defer_batches
+    from app.archival.dispatch import defer_poll_batches as _defer_batches
 
     db_conn.execute("UPDATE archive_state SET next_poll_at = now() - interval '1 minute'")
     count, _ = run(app, defer=_defer_batches)

@@ -6,7 +6,6 @@ import io
 import json
 import re
 
-import psycopg
 import pytest
 
 from app import create_app
@@ -109,15 +108,13 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_finishes(app, s
                               "RETURNING id").fetchone()[0]
     path = tmp_path / "my_spotify_data.zip"
     synthetic_zip(path, synthetic_history(150_000, years=4, tracks=20_000, artists=4_000))
-    from app.imports.service import create_import
-    from jobs.imports import defer_import
+    from app.imports.service import create_import, queue_import
 
     with app.extensions["database"].session() as session:
         with open(path, "rb") as f:
             record = create_import(session, user_id, [("my_spotify_data.zip", f)], "default")
+            queue_import(session, record)
         import_id = record.id
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        defer_import(conn, import_id, user_id)
 
     first = workers()
     wait_for(lambda: db_conn.execute("SELECT rows_read FROM imports WHERE id = %s", (import_id,)

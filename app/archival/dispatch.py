@@ -20,6 +20,7 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from .. import queue
 from ..config import ArchivalSettings
 from ..db import Database
 from .budget import Budget
@@ -56,3 +57,10 @@ def dispatch_due(database: Database, budget: Budget, settings: ArchivalSettings,
         defer(session, [list(due[i:i + size]) for i in range(0, len(due), size)], now)
     log.info("dispatched %s due users in %s jobs", len(due), -(-len(due) // settings.users_per_job))
     return len(due)
+
+
+def defer_poll_batches(session: Session, batches: list[list[int]], dispatched_at: datetime) -> None:
+    """The `Deferrer` the worker's dispatcher uses: one poll job per batch, in the
+    dispatcher's own transaction, so jobs exist exactly when their users are marked."""
+    queue.defer(queue.POLL_BATCH, session,
+                *({"user_ids": batch, "dispatched_at": dispatched_at.isoformat()} for batch in batches))

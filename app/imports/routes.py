@@ -9,7 +9,7 @@ from werkzeug.utils import secure_filename
 from ..db import get_session
 from ..models import Import, ImportStatus
 from . import formats
-from .service import create_import
+from .service import create_import, queue_import
 from .sources import EMPTY_ZIP_MAGIC, ZIP_MAGIC, InputError
 
 bp = Blueprint("imports", __name__, url_prefix="/import")
@@ -42,9 +42,7 @@ def upload():
     except InputError as exc:
         session.rollback()
         return _page(str(exc), status=400)
-    from jobs.imports import defer_import
-
-    defer_import(session.connection().connection.driver_connection, record.id, current_user.id)
+    queue_import(session, record)
     session.commit()
     return redirect(url_for("imports.show", import_id=record.id), code=303)
 

@@ -27,6 +27,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from .. import queue
 from ..db import Database
 from ..models import Import, ImportChunk, ImportStatus
 from ..time import iso_from_ms
@@ -81,6 +82,12 @@ def create_import(session: Session, user_id: int, uploads: Iterable[tuple[str, I
     record.files = files
     record.bytes_total = total
     return record
+
+
+def queue_import(session: Session, record: Import) -> None:
+    """Defer the import's job in the upload's transaction. One import per user runs at a
+    time: their merges would otherwise race over the same plays."""
+    queue.defer(queue.IMPORT, session, {"import_id": record.id}, lock=f"import-user-{record.user_id}")
 
 
 def run_import(database: Database, import_id: int, *, sources: list[Source] | None = None,

@@ -1,0 +1,99 @@
+"""The job queue: procrastinate on the app's own Postgres, and the one way code defers work.
+
+* `app` is the procrastinate App. The task functions live in `jobs/` (thin wrappers that
+  call domain code) and register themselves on it; a worker loads them by module name
+  (`TASK_MODULES`, procrastinate's `import_paths`), so nothing under `app/` imports
+  `jobs/`, and the web process never loads them at all.
+* Domain code defers by task name: `defer(POLL_BATCH, session, {...})`. A `Task` below is
+  the contract between the two sides (name, queue, priority). Task names are stored in
+  every queued job, so they never change: a renamed task would orphan the jobs already
+  waiting under the old name.
+* `defer` writes the jobs on the caller's connection, inside its transaction: they exist
+  exactly when the caller's other writes commit (a claimed poll and its job, an upload
+  and its import), and a rollback takes both away.
+* Each process binds the queue to its database and Flask app once (`bind`); tasks reach
+  that app with `flask_app()` for configuration, the database and templates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import procrastinate
+import procrastinate.manager
+import procrastinate.tasks
+from flask import Flask
+from sqlalchemy.engine import Connection as SAConnection
+from sqlalchemy.orm import Session
+
+TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports"]
+
+# Poll jobs run first: a late poll can lose plays for good. Enrichment runs last.
+POLL_PRIORITY = 10
+ENRICH_PRIORITY = -10
+
+
+class Task(NamedTuple):
+    name: str  # stored in queued jobs: never rename
+    queue: str
+    priority: int = 0
+
+    def options(self) -> dict[str, Any]:
+        """What jobs/ passes to `app.task(...)` for this task."""
+        return {"name": self.name, "queue": self.queue, "priority": self.priority}
+
+
+# Tasks that domain code defers. (Periodic tasks are deferred by the worker itself.)
+POLL_BATCH = Task("jobs.archival.poll_batch", "archival", POLL_PRIORITY)
+ENRICH_BATCH = Task("jobs.archival.enrich_batch", "enrichment", ENRICH_PRIORITY)
+IMPORT = Task("jobs.imports.import_export", "imports")
+
+app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=TASK_MODULES)
+
+_flask_app: Flask | None = None
+
+# Only ever used with an explicit connection (the caller's), so it is never opened.
+_sync_job_manager = procrastinate.manager.JobManager(connector=procrastinate.SyncPsycopgConnector())
+
+
+def defer(task: Task, connection: Session | SAConnection | Any, *task_kwargs: dict, **options: Any) -> list[int]:
+    """Defer one job per `task_kwargs` on the caller's connection (a SQLAlchemy session or
+    connection, or a psycopg connection), in its transaction. `options` are procrastinate's
+    (`lock`, `queueing_lock`, `schedule_at`, …). Returns the job ids.
+
+    procrastinate's own path would, inside a running worker, hand a sync connection to its
+    async connector, which cannot use it; and `App.configure_task` would import every task
+    module into the caller's process."""
+    deferrer = procrastinate.tasks.configure_task(
+        name=task.name, job_manager=_sync_job_manager, connection=_driver_connection(connection),
+        **{"queue": task.queue, "priority": task.priority, **options})
+    return deferrer.batch_defer(*task_kwargs)
+
+
+def _driver_connection(connection: Any) -> Any:
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    if isinstance(connection, SAConnection):
+        connection = connection.connection.driver_connection
+    return connection
+
+
+def bind(flask_app: Flask, *, pool_size: int = 10) -> procrastinate.App:
+    """Point the queue at this process's database and remember its Flask app for tasks.
+
+    The connector is bound at run time, not import time, because the database URL comes
+    from validated configuration and, locally, from the embedded server it may start."""
+    global _flask_app
+    _flask_app = flask_app
+    database = flask_app.extensions["database"]
+    connector = procrastinate.PsycopgConnector(conninfo=database.url, min_size=1, max_size=pool_size)
+    # What App.replace_connector does, kept for the life of the process.
+    app.connector = connector
+    app.job_manager.connector = connector
+    return app
+
+
+def flask_app() -> Flask:
+    if _flask_app is None:
+        raise RuntimeError("app.queue.bind(flask_app) was not called in this process")
+    return _flask_app
