@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask
 from htmx_flask import Htmx
 
-from . import db, security
+from . import db, security, templating
 from .config import ROOT, Settings, load_settings
 from .crypto import TokenCipher
 from .spotify.client import SpotifyClient
@@ -55,21 +55,19 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
 
     Htmx(app)
     security.init_app(app, settings)
+    templating.init_app(app, demo_mode=settings.demo_mode)
 
-    from . import auth, health, pages
+    from . import auth, errors, healthz
     from .imports import routes as imports
+    from .public import routes as public
     from .stats import routes as stats_routes
 
+    app.register_blueprint(errors.bp)
+    app.register_blueprint(public.bp)
     auth.init_app(app, settings)
-    app.register_blueprint(pages.bp)
     app.register_blueprint(imports.bp)
     stats_routes.init_app(app)
-    app.register_blueprint(health.bp)
-
-    @app.context_processor
-    def inject_globals() -> dict[str, Any]:
-        return {"demo_mode": settings.demo_mode}
-
+    app.register_blueprint(healthz.bp)
     return app
 
 

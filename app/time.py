@@ -29,6 +29,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 Clock = Callable[[], datetime]
 
@@ -46,6 +47,26 @@ def now() -> datetime:
     if has_app_context():
         return current_app.extensions.get("clock", utcnow)()
     return utcnow()
+
+
+# --- time zones ----------------------------------------------------------------------------------
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The zone called `name`, or UTC for none or an unknown one (a page still renders)."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def is_zone(name: str) -> bool:
+    return name in zone_names()
+
+
+@lru_cache(maxsize=1)
+def zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 # --- instants as Unix milliseconds --------------------------------------------------------------

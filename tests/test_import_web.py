@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -71,6 +72,23 @@ def test_other_users_cannot_see_an_import(riley, app, simulator):
     assert other.get("/import/1").status_code == 404
     assert other.get("/import/1/progress").status_code == 404
     assert "Streaming_History_Audio_2024.json" not in other.get("/import").get_data(as_text=True)
+
+
+def test_import_pages_print_times_in_the_users_zone(riley, app, simulator, db_conn):
+    db_conn.execute("UPDATE users SET timezone = 'Asia/Kathmandu'")  # UTC+05:45: no rounding hides it
+    now = freeze(simulator)
+    upload(riley, {"my_spotify_data.zip": export_zip(simulator.world, simulator.world.account("sim-acct-riley"),
+                                                     now - 3 * DAY_MS, now)})
+    db_conn.execute("UPDATE imports SET created_at = '2026-11-20 18:30:00+00'")
+    run_import(app.extensions["database"], 1)
+    first, last = db_conn.execute("SELECT report->'period'->>'from', report->'period'->>'to' FROM imports"
+                                  ).fetchone()
+    show, listing = riley.get("/import/1").get_data(as_text=True), riley.get("/import").get_data(as_text=True)
+    for page in (show, listing):
+        assert "2026-11-21 00:15" in page and "18:30" not in page and "UTC" not in page
+    assert "Import of 2026-11-21 00:15" in show
+    local_day = lambda iso: (datetime.fromisoformat(iso) + timedelta(hours=5, minutes=45)).strftime("%Y-%m-%d")
+    assert f"{local_day(first)} to {local_day(last)}" in show
 
 
 def test_uploads_need_csrf_and_files_and_the_right_kind_of_file(riley, db_conn):

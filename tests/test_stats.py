@@ -15,7 +15,8 @@ from app.archival.poll import Archivist, poll_user
 from app.imports.service import create_import, run_import
 from app.simulator.export import synthetic_history
 from app.stats import queries
-from app.stats.periods import between, resolve, zone
+from app.stats.periods import between, resolve
+from app.time import zone
 from conftest import add_users, freeze
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe",

@@ -18,7 +18,7 @@ SCOPES = "user-read-recently-played"
 
 def init_app(app: Flask, settings: Settings) -> None:
     login_manager = LoginManager(app)
-    login_manager.login_view = "pages.landing"
+    login_manager.login_view = "public.landing"
     login_manager.login_message = "Sign in with Spotify to see your archive."
     login_manager.login_message_category = "info"
 

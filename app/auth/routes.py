@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, redirect, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..db import get_session
-from ..pages import problem
+from ..errors import problem
 from ..spotify.errors import NotAllowListed, RateLimited, SpotifyError
 from ..time import now
 from .accounts import sign_in
@@ -110,7 +110,7 @@ def callback():
 @login_required
 def logout():
     logout_user()
-    return redirect(url_for("pages.landing"))
+    return redirect(url_for("public.landing"))
 
 
 def _spotify_unavailable(message: str = "Spotify is not answering right now. Please try again in a minute."):

@@ -50,14 +50,14 @@ def upload():
 @bp.get("/<int:import_id>")
 @login_required
 def show(import_id: int):
-    return render_template("import_show.html", record=_own_import(import_id), **_context())
+    return render_template("imports/show.html", record=_own_import(import_id), **_context())
 
 
 @bp.get("/<int:import_id>/progress")
 @login_required
 def progress(import_id: int):
     """The progress fragment; it stops polling itself once the import has finished."""
-    return render_template("_import_progress.html", record=_own_import(import_id), **_context())
+    return render_template("imports/_progress.html", record=_own_import(import_id), **_context())
 
 
 def _own_import(import_id: int) -> Import:
@@ -70,7 +70,7 @@ def _own_import(import_id: int) -> Import:
 def _page(error: str | None = None, status: int = 200):
     imports = get_session().query(Import).filter(Import.user_id == current_user.id) \
         .order_by(Import.created_at.desc()).limit(HISTORY).all()
-    return render_template("import.html", imports=imports, error=error, **_context()), status
+    return render_template("imports/index.html", imports=imports, error=error, **_context()), status
 
 
 def _context() -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 PERIODS = {
     "today": "Today",
@@ -64,27 +64,6 @@ class Period:
         if self.key == "custom":
             return {"period": "custom", "from": self.first_day.isoformat(), "to": self.last_day.isoformat()}
         return {"period": self.key}
-
-
-def zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def is_zone(name: str) -> bool:
-    return name in _zone_names()
-
-
-def _zone_names() -> frozenset[str]:
-    global _ZONES
-    if _ZONES is None:
-        _ZONES = frozenset(available_timezones())
-    return _ZONES
-
-
-_ZONES: frozenset[str] | None = None
 
 
 def local_midnight(day: date, tz: ZoneInfo) -> datetime:

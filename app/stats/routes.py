@@ -14,10 +14,10 @@ from ..archival.health import archive_health
 from ..auth.accounts import reauthorise_by
 from ..db import get_database, get_session
 from ..models import User
-from ..time import now
+from ..time import is_zone, now, zone
 from . import charts, entities, history, queries
 from .cache import FragmentCache, archive_version
-from .periods import PERIODS, Period, PeriodError, is_zone, local_midnight, resolve, zone
+from .periods import PERIODS, Period, PeriodError, local_midnight, resolve
 
 bp = Blueprint("stats", __name__)
 
@@ -28,31 +28,6 @@ RANK_BY = ("plays", "minutes")
 def init_app(app: Flask) -> None:
     app.extensions["stats_cache"] = FragmentCache()
     app.register_blueprint(bp)
-
-    @app.template_filter("local")
-    def local(moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        """A UTC instant in the signed-in user's time zone."""
-        if moment is None:
-            return ""
-        tz = zone(current_user.timezone if current_user.is_authenticated else None)
-        return moment.astimezone(tz).strftime(fmt)
-
-    @app.template_filter("duration")
-    def duration(ms: int) -> str:
-        minutes = round((ms or 0) / 60_000)
-        return f"{minutes // 60:,} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-
-    # Globals, not a context processor: imported macros (templates/_chart.html) see globals only.
-    app.jinja_env.globals.update(spotify_url=spotify_url, entity_url=entity_url)
-
-
-def spotify_url(kind: str, spotify_id: str | None) -> str | None:
-    """The item on Spotify (their attribution rule: shown metadata links back)."""
-    return f"https://open.spotify.com/{kind.rstrip('s')}/{spotify_id}" if spotify_id else None
-
-
-def entity_url(kind: str, entity_id: int | None) -> str | None:
-    return url_for("stats.entity", kind=kind.rstrip("s"), entity_id=entity_id) if entity_id else None
 
 
 # --- dashboard -------------------------------------------------------------------------------
@@ -81,7 +56,7 @@ def _stats_context(period: Period, error: str | None) -> dict:
 @login_required
 def dashboard():
     period, error = _period()
-    return render_template("dashboard.html", user=current_user, health=archive_health(get_session(), current_user),
+    return render_template("stats/dashboard.html", user=current_user, health=archive_health(get_session(), current_user),
                            reauthorise_by=reauthorise_by(current_user), **_stats_context(period, error))
 
 
@@ -90,7 +65,7 @@ def dashboard():
 def stats_region():
     """The period selector and the panels, swapped in when the period changes."""
     period, error = _period()
-    return render_template("_stats.html", **_stats_context(period, error))
+    return render_template("stats/_stats.html", **_stats_context(period, error))
 
 
 @bp.get("/dashboard/panel/<name>")
@@ -138,7 +113,7 @@ def _render_panel(conn, name: str, period: Period, rank_by: str) -> str:
 @login_required
 def archive_health_panel():
     """The archive-health panel alone: it refreshes itself so new plays show up."""
-    return render_template("_archive_health.html", health=archive_health(get_session(), current_user))
+    return render_template("archival/_health.html", health=archive_health(get_session(), current_user))
 
 
 # --- entity pages ----------------------------------------------------------------------------
@@ -153,7 +128,7 @@ def entity(kind: str, entity_id: int):
         abort(404)
     fmt = "%b %Y"
     figure = charts.columns(f"Plays per month of {stats.name}", [(d.strftime(fmt), v) for d, v in stats.monthly])
-    return render_template("entity.html", stats=stats, kind=kind, figure=figure)
+    return render_template("stats/entity.html", stats=stats, kind=kind, figure=figure)
 
 
 # --- history ---------------------------------------------------------------------------------
@@ -183,7 +158,7 @@ def _history_page(query: str, cursor: history.Cursor | None):
 def history_page():
     query, cursor, problem = _history_args()
     rows, next_cursor = _history_page(query, cursor)
-    return render_template("history.html", rows=rows, next_cursor=next_cursor, query=query, problem=problem,
+    return render_template("stats/history.html", rows=rows, next_cursor=next_cursor, query=query, problem=problem,
                            date_value=request.args.get("date", ""), previous_day=None)
 
 
@@ -194,7 +169,7 @@ def history_more():
     query, cursor, _ = _history_args()
     rows, next_cursor = _history_page(query, cursor)
     previous = cursor.played_at.astimezone(zone(current_user.timezone)).strftime("%Y-%m-%d") if cursor else None
-    return render_template("_history_rows.html", rows=rows, next_cursor=next_cursor, query=query,
+    return render_template("stats/_history_rows.html", rows=rows, next_cursor=next_cursor, query=query,
                            previous_day=previous)
 
 
@@ -217,7 +192,7 @@ def settings():
             return redirect(url_for("stats.settings"), code=303)
     from zoneinfo import available_timezones
 
-    return render_template("settings.html", zones=sorted(z for z in available_timezones() if "/" in z),
+    return render_template("account/settings.html", zones=sorted(z for z in available_timezones() if "/" in z),
                            error=error, rank_by=_rank_by()), 400 if error else 200
 
 

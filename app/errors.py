@@ -1,28 +1,31 @@
-"""Site-wide pages: the landing page, and friendly pages for every error a visitor can hit."""
+"""What a visitor sees when something goes wrong: one friendly page (or, for an HTMX
+request, a fragment) for every error, never a traceback.
+
+`problem()` is also how views answer a failure they expected (a refused sign-in, a bad
+upload): a title, a sentence saying what happened and what to do, and at most one action.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask import Blueprint, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
-bp = Blueprint("pages", __name__)
+bp = Blueprint("errors", __name__)
 
-
-@bp.get("/")
-def landing():
-    if current_user.is_authenticated:
-        return redirect(url_for("stats.dashboard"))
-    return render_template("landing.html")
+MESSAGES = {
+    404: ("Page not found", "There is nothing at this address."),
+    405: ("Not allowed", "That action cannot be done from here."),
+    413: ("Upload too large", "The file is larger than this server accepts."),
+}
 
 
 def problem(title: str, message: str, *, status: int, action: tuple[str, str] | None = None):
-    """A friendly page (or, for an HTMX request, a fragment) explaining what went wrong."""
-    template = "_problem.html" if getattr(request, "htmx", False) else "problem.html"
+    """A friendly page, or fragment for HTMX, explaining what went wrong; (body, status)."""
+    template = "errors/_problem.html" if getattr(request, "htmx", False) else "errors/problem.html"
     return render_template(template, title=title, message=message, action=action), status
 
 
@@ -35,12 +38,7 @@ def csrf_error(exc: CSRFError):
 
 @bp.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException):
-    messages = {
-        404: ("Page not found", "There is nothing at this address."),
-        405: ("Not allowed", "That action cannot be done from here."),
-        413: ("Upload too large", "The file is larger than this server accepts."),
-    }
-    title, message = messages.get(exc.code or 500, (exc.name, exc.description or ""))
+    title, message = MESSAGES.get(exc.code or 500, (exc.name, exc.description or ""))
     return problem(title, message, status=exc.code or 500)
 
 
@@ -50,4 +48,3 @@ def unexpected_error(exc: Exception):
     return problem("Something went wrong on our side",
                    "The error has been logged. Please try again; if it keeps happening, tell the admin of this instance.",
                    status=500)
-

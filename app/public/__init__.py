@@ -1,0 +1,1 @@
+"""Pages for visitors who have not signed in: the landing page."""
