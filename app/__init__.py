@@ -58,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     templating.init_app(app, demo_mode=settings.demo_mode)
 
     from . import auth, errors, healthz
+    from .account import routes as account
     from .imports import routes as imports
     from .public import routes as public
     from .stats import routes as stats_routes
@@ -65,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(errors.bp)
     app.register_blueprint(public.bp)
     auth.init_app(app, settings)
+    app.register_blueprint(account.bp)
     app.register_blueprint(imports.bp)
     stats_routes.init_app(app)
     app.register_blueprint(healthz.bp)

@@ -195,7 +195,7 @@ def users_add(spotify_id: str, name: str) -> None:
     from . import create_app
     from .db import get_database
     from .models import User
-    from .users import find_user
+    from .account.users import find_user
 
     flask_app = create_app()
     with get_database(flask_app).session() as session:
@@ -235,7 +235,7 @@ def users_list() -> None:
 
 
 def _user_or_fail(session, user_ref: str):
-    from .users import find_user
+    from .account.users import find_user
 
     user = find_user(session, user_ref)
     if user is None:

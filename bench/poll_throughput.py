@@ -32,7 +32,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from app import create_app, queue
-from app.auth.accounts import sign_in
+from app.auth.signin import sign_in
 from app.config import ROOT, load_settings
 from app.embedded_pg import ensure_server
 from app.migrate import upgrade

@@ -188,7 +188,7 @@ def client(app):
 
 def add_users(app, simulator: Simulator, keys) -> dict[str, int]:
     """Users signed in as these simulator accounts, without the browser round trip."""
-    from app.auth.accounts import sign_in as sign_in_profile
+    from app.auth.signin import sign_in as sign_in_profile
 
     ids = {}
     with app.extensions["database"].session() as session:

@@ -153,7 +153,7 @@ def test_settings_timezone_and_ranking(client, two_users, db_conn):
 
 def test_a_zone_postgres_does_not_know_is_refused_and_nothing_changes(client, two_users, db_conn, monkeypatch):
     """Python's and Postgres's zone lists can differ; the hours rebuild is the last word."""
-    monkeypatch.setattr("app.stats.routes.is_zone", lambda name: True)
+    monkeypatch.setattr("app.account.preferences.is_zone", lambda name: True)
     before = db_conn.execute("SELECT count(*), sum(plays) FROM listening_hours").fetchone()
     token = csrf_token(client, "/settings")
     bad = client.post("/settings", data={"csrf_token": token, "timezone": "Mars/Olympus", "rank_by": "minutes"})

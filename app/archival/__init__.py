@@ -1,6 +1,7 @@
 """Archival: keeping every play Spotify shows, before it scrolls out of the 50-play window.
 
-    dispatch.py  who is due; claims them and defers poll jobs in batches
+    dispatch.py  who is due; claims them and defers poll jobs in batches; resuming a
+                 user's collection at sign-in
     poll.py      one poll of one user, in one transaction; failures recorded per user
     page.py      recently-played JSON -> plays; the gap rule
     store.py     set-based upserts of catalogue and plays

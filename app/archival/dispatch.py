@@ -9,21 +9,28 @@ marked, or neither. Pro users first, then those with fewer recent failures, then
 whose last success is oldest (the most plays at stake).
 
 Nothing is dispatched while a 429 pause is in force: the polls would only wait.
+
+A sign-in puts a user back in line (`resume_collection`): polled within seconds, with
+the failures the new grant has cured forgotten.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from datetime import datetime, timedelta
 from typing import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from .. import queue
 from ..config import ArchivalSettings
 from ..db import Database
+from ..models import ArchiveState, User, UserStatus
 from .budget import Budget
+from .cadence import first_poll_delay
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,21 @@ def dispatch_due(database: Database, budget: Budget, settings: ArchivalSettings,
         defer(session, [list(due[i:i + size]) for i in range(0, len(due), size)], now)
     log.info("dispatched %s due users in %s jobs", len(due), -(-len(due) // settings.users_per_job))
     return len(due)
+
+
+def resume_collection(session: Session, user: User, now: datetime, rng: random.Random) -> None:
+    """Start or restart collecting a user's plays (at sign-in): the first poll soon, so the
+    dashboard fills at once, and the failures the sign-in has cured forgotten."""
+    if user.status in (UserStatus.reauth_required.value, UserStatus.deactivated.value):
+        user.status = UserStatus.active.value
+    first_poll = now + first_poll_delay(rng)
+    session.execute(
+        insert(ArchiveState).values(user_id=user.id, next_poll_at=first_poll).on_conflict_do_update(
+            index_elements=[ArchiveState.user_id],
+            set_={"next_poll_at": first_poll, "consecutive_failures": 0, "circuit_open_until": None,
+                  "last_failure_kind": None, "last_failure_message": None, "dispatched_at": None},
+        )
+    )
 
 
 def defer_poll_batches(session: Session, batches: list[list[int]], dispatched_at: datetime) -> None:

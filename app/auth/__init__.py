@@ -1,5 +1,9 @@
-"""Sign-in with Spotify: the OAuth authorization-code flow (authlib), sessions
-(flask-login), and creating or updating the user from their Spotify profile."""
+"""Sign-in with Spotify: the OAuth authorization-code flow (authlib) and sessions
+(flask-login).
+
+    routes.py   /auth/login -> Spotify's consent page -> /auth/callback; /auth/logout
+    signin.py   what a completed sign-in does (account, tokens, collection resumed)
+"""
 
 from __future__ import annotations
 

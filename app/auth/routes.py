@@ -18,7 +18,7 @@ from ..db import get_session
 from ..errors import problem
 from ..spotify.errors import NotAllowListed, RateLimited, SpotifyError
 from ..time import now
-from .accounts import sign_in
+from .signin import sign_in
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__, url_prefix="/auth")

@@ -34,6 +34,8 @@ from .errors import InvalidGrant
 log = logging.getLogger(__name__)
 
 REFRESH_MARGIN = timedelta(minutes=5)
+# Spotify refresh tokens stop working six months after the user authorised.
+REFRESH_TOKEN_LIFETIME = timedelta(days=182)
 
 
 class ReauthRequired(Exception):
@@ -117,6 +119,11 @@ class TokenService:
         if status == UserStatus.reauth_required.value:
             raise ReauthRequired(user_id, "marked reauth_required")
         return token
+
+
+def reauthorise_by(user: User) -> datetime | None:
+    """When Spotify will stop honouring this user's refresh token."""
+    return user.authorized_at + REFRESH_TOKEN_LIFETIME if user.authorized_at else None
 
 
 def store_tokens(

@@ -1,20 +1,19 @@
 """Pages and HTMX fragments: the dashboard (each panel its own fragment endpoint), entity
-pages, the history, settings. Views parse the request and render; the numbers come from
+pages, the history. Views parse the request and render; the numbers come from
 queries.py, entities.py and history.py."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-import sqlalchemy as sa
-from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, render_template, request
 from flask_login import current_user, login_required
 
+from ..account.preferences import rank_by
 from ..archival.health import archive_health
-from ..auth.accounts import reauthorise_by
 from ..db import get_database, get_session
-from ..models import User
-from ..time import is_zone, now, zone
+from ..spotify.tokens import reauthorise_by
+from ..time import now, zone
 from . import charts, entities, history, queries
 from .cache import FragmentCache, archive_version
 from .periods import PERIODS, Period, PeriodError, local_midnight, resolve
@@ -22,7 +21,6 @@ from .periods import PERIODS, Period, PeriodError, local_midnight, resolve
 bp = Blueprint("stats", __name__)
 
 PANELS = ("totals", "top-tracks", "top-artists", "top-albums", "clock", "timeline", "discoveries", "habits", "genres")
-RANK_BY = ("plays", "minutes")
 
 
 def init_app(app: Flask) -> None:
@@ -43,8 +41,7 @@ def _period() -> tuple[Period, str | None]:
 
 
 def _rank_by() -> str:
-    wanted = request.args.get("rank") or (current_user.preferences or {}).get("rank_by")
-    return wanted if wanted in RANK_BY else "plays"
+    return rank_by(current_user, request.args.get("rank"))
 
 
 def _stats_context(period: Period, error: str | None) -> dict:
@@ -171,58 +168,3 @@ def history_more():
     previous = cursor.played_at.astimezone(zone(current_user.timezone)).strftime("%Y-%m-%d") if cursor else None
     return render_template("stats/_history_rows.html", rows=rows, next_cursor=next_cursor, query=query,
                            previous_day=previous)
-
-
-# --- settings --------------------------------------------------------------------------------
-
-
-@bp.route("/settings", methods=["GET", "POST"])
-@login_required
-def settings():
-    error = None
-    if request.method == "POST":
-        timezone_name = request.form.get("timezone", "")
-        rank_by = request.form.get("rank_by", "plays")
-        if rank_by not in RANK_BY:
-            error = "Choose plays or minutes."
-        elif not _save_preferences(timezone=timezone_name, rank_by=rank_by, timezone_confirmed=True):
-            error = f"“{timezone_name}” is not a time zone this server knows."
-        else:
-            flash("Settings saved.", "info")
-            return redirect(url_for("stats.settings"), code=303)
-    from zoneinfo import available_timezones
-
-    return render_template("account/settings.html", zones=sorted(z for z in available_timezones() if "/" in z),
-                           error=error, rank_by=_rank_by()), 400 if error else 200
-
-
-@bp.post("/settings/timezone")
-@login_required
-def detect_timezone():
-    """The browser's time zone, sent once on a user's first visit; later changes are the
-    settings page's. 200 when it changed what is shown (the page reloads), else 204."""
-    name = request.form.get("timezone", "")
-    prefs = current_user.preferences or {}
-    if prefs.get("timezone_confirmed"):
-        return "", 204
-    changed = name != current_user.timezone
-    saved = _save_preferences(timezone=name, timezone_confirmed=True)
-    return ("", 200) if saved and changed else ("", 204)
-
-
-def _save_preferences(*, timezone: str, **preferences) -> bool:
-    """Save; False (and nothing saved) for a zone Python or Postgres does not know. A new
-    zone rebuilds the user's listening hours in the same transaction (migration 0004)."""
-    if not is_zone(timezone):
-        return False
-    session = get_session()
-    user = session.get(User, current_user.id)
-    user.timezone = timezone
-    user.preferences = {**(user.preferences or {}), **preferences}
-    try:
-        session.commit()
-    except sa.exc.DataError:  # "time zone ... not recognized", raised by the rebuild
-        session.rollback()
-        return False
-    return True
-

@@ -1,0 +1,41 @@
+"""What completing a sign-in does, in the caller's transaction: the account is created or
+updated from the Spotify profile (account/), the new tokens are stored encrypted
+(spotify/tokens.py), and collection starts or resumes (archival/)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ..account.users import user_from_profile
+from ..archival.dispatch import resume_collection
+from ..crypto import TokenCipher
+from ..models import User
+from ..spotify.tokens import store_tokens
+
+
+def sign_in(
+    session: Session,
+    profile: dict[str, Any],
+    *,
+    access_token: str,
+    refresh_token: str,
+    expires_in: int,
+    scope: str | None,
+    cipher: TokenCipher,
+    now: datetime,
+) -> User:
+    """Signing in again is also how a user recovers from `reauth_required` or `deactivated`."""
+    user = user_from_profile(session, profile, now=now)
+    store_tokens(
+        session, user, cipher,
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_at=now + timedelta(seconds=expires_in),
+        scope=scope,
+    )
+    resume_collection(session, user, now, random.Random())
+    return user
