@@ -74,6 +74,21 @@ class Enricher:
             return conn.execute(sa.text(f"SELECT count(*) FROM ({_CANDIDATES[kind]}) c"),
                                 self._window(limit=1_000_000)).scalar_one()
 
+    def run_until_done(self, kind: str, limit: int = 100_000) -> EnrichResult:
+        """`run` again and again (for an operator, not a job): until nothing of `kind` is
+        missing, `limit` rows are done, the budget runs low or Spotify asks to slow down."""
+        total = EnrichResult(kind)
+        while total.updated + total.missing < limit:
+            result = self.run(kind, max_items=min(1000, limit - total.updated - total.missing))
+            total.updated += result.updated
+            total.missing += result.missing
+            total.requests += result.requests
+            total.used_batch |= result.used_batch
+            if result.stopped or not (result.updated or result.missing):
+                total.stopped = result.stopped
+                break
+        return total
+
     def run(self, kind: str, max_items: int = 200) -> EnrichResult:
         """Enrich up to `max_items` rows of `kind` that need it; stops early, harmlessly,
         when the budget runs low or Spotify falters."""
