@@ -1,7 +1,12 @@
-"""A fake Spotify for tests, benchmarks and demo mode (DESIGN.md §6).
+"""A fake Spotify for tests, benchmarks and demo mode (docs/architecture.md, "The simulator").
 
-`World` holds the state (accounts, deterministic listening, tokens, clock, faults);
-`create_simulator(world)` serves it over HTTP with Spotify's wire format.
+    world.py      the state: accounts, tokens, the clock, faults, request counts
+    catalogue.py  a seeded catalogue of artists, albums and tracks
+    listening.py  deterministic listeners (light, commuter, binge, skip-heavy)
+    export.py     Spotify data exports built from the ground truth
+    app.py        create_simulator(world): accounts.py, webapi.py and control.py as
+                  blueprints, with serving.py's shared helpers
+    cli.py        `audiospective simulator`
 """
 
 from .app import create_simulator
