@@ -88,11 +88,27 @@ def test_plan_bounds_and_the_global_minimum():
     assert interval(frantic, settings=settings) >= timedelta(minutes=9)
 
 
+class NoJitter(random.Random):
+    """Jitter is a random factor: a factor of exactly one gives the interval the policy
+    computes before jitter."""
+
+    def uniform(self, a, b):
+        return 1.0
+
+
 def test_jitter_only_shortens_and_spreads_users():
-    rate = cadence.ListeningRate(60.0, NOW)
-    values = {cadence.next_interval(rate, "free", ArchivalSettings(), NOW, random.Random(seed),
-                                    last_play=NOW, previous=None) for seed in range(20)}
-    assert len(values) == 20 and max(values) <= timedelta(minutes=25)
+    for rate, last_play, previous in ((cadence.ListeningRate(60.0, NOW), NOW, None),  # active
+                                      (cadence.ListeningRate(None, None), NOW - timedelta(days=5),
+                                       timedelta(minutes=40))):  # idle, backing off
+        def interval(rng):
+            return cadence.next_interval(rate, "free", ArchivalSettings(), NOW, rng, last_play=last_play,
+                                         previous=previous)
+
+        unjittered = interval(NoJitter())
+        values = {interval(random.Random(seed)) for seed in range(20)}
+        assert len(values) == 20  # spread
+        assert all(0.9 * unjittered <= v < unjittered for v in values), (unjittered, sorted(values))
+    assert unjittered > timedelta(minutes=25)  # the second case is not the first one again
 
 
 # --- failures --------------------------------------------------------------------------------

@@ -64,7 +64,9 @@ def test_one_poison_pill_in_a_batch_of_50(app, simulator, db_conn, database_url,
     workers()
     wait_for(lambda: batch_jobs(db_conn, "succeeded") == 1, message="the batch job finished")
     for key, user_id in users.items():
-        assert archived(db_conn, user_id) == (set() if key == poison else window(simulator, key, now))
+        expected = set() if key == poison else window(simulator, key, now)
+        assert len(expected) == (0 if key == poison else 50)
+        assert archived(db_conn, user_id) == expected
     failure = db_conn.execute("SELECT consecutive_failures, last_failure_kind, last_failure_message FROM "
                               "archive_state WHERE user_id = %s", (users[poison],)).fetchone()
     assert failure[:2] == (1, "bad_data") and "JSON" in failure[2]

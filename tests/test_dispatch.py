@@ -66,6 +66,10 @@ def test_nothing_is_dispatched_during_a_pause(app, users, db_conn):
     db_conn.execute("UPDATE archive_state SET next_poll_at = now() - interval '1 minute'")
     db_conn.execute("UPDATE api_budget SET paused_until = now() + interval '1 hour'")
     assert run(app) == (0, [])
+    assert db_conn.execute("SELECT count(*) FROM archive_state WHERE dispatched_at IS NOT NULL").fetchone()[0] == 0
+    db_conn.execute("UPDATE api_budget SET paused_until = NULL")
+    count, batches = run(app)  # the same users, due all along, go once the pause is over
+    assert count == 12 and sorted(sum(batches, [])) == sorted(users.values())
 
 
 def test_jobs_and_claims_commit_together(app, users, db_conn):

@@ -11,7 +11,7 @@ from app.archival import poll as poll_module
 from app.archival import store
 from app.archival.poll import Archivist, poll_batch, poll_user
 from app.time import utcnow
-from conftest import add_users, archived, cli, freeze, listeners, sign_in, window
+from conftest import REFERENCE_MS, add_users, archived, cli, freeze, listeners, sign_in, window
 
 HOUR_MS = 3_600_000
 
@@ -69,8 +69,13 @@ def test_polling_the_same_moment_twice_changes_nothing(app, archivist, simulator
 
 
 def test_new_plays_between_polls_are_added_and_nothing_is_lost(app, archivist, simulator, db_conn):
-    simulator.world.config.access_token_ttl_s = 86_400  # outlive the simulated hour
-    start = freeze(simulator)
+    world = simulator.world
+    world.config.access_token_ttl_s = 86_400  # outlive the simulated hours
+    sam = world.account("sim-acct-sam")
+    start = REFERENCE_MS  # the next hour in which Sam plays at least ten tracks
+    while len([p for p in world.plays_between(sam, start, start + HOUR_MS) if p.visible]) < 10:
+        start += HOUR_MS
+    freeze(simulator, start)
     user = add_users(app, simulator, ["sim-acct-sam"])["sim-acct-sam"]
     poll_user(archivist, user)
     for step in range(1, 7):  # every 10 minutes for an hour
@@ -79,6 +84,7 @@ def test_new_plays_between_polls_are_added_and_nothing_is_lost(app, archivist, s
     truth = set()
     for step in range(7):
         truth |= window(simulator, "sim-acct-sam", start + step * 600_000)
+    assert len(truth) > 50  # plays happened between the polls: this is not the first window again
     assert archived(db_conn, user) == truth
 
 
@@ -146,7 +152,9 @@ def test_one_users_poison_never_stops_a_batch(app, archivist, simulator, db_conn
     results = poll_batch(archivist, list(users.values()))
     assert [r.outcome for r in results] == ["archived", "archived", "failed", "archived", "archived"]
     for key, user_id in users.items():
-        assert archived(db_conn, user_id) == (set() if user_id == poison else window(simulator, key, now))
+        expected = set() if user_id == poison else window(simulator, key, now)
+        assert len(expected) == (0 if user_id == poison else 50)
+        assert archived(db_conn, user_id) == expected
     assert state(db_conn, poison)[3] == "unknown"
 
 
