@@ -1,7 +1,7 @@
 """When two stored plays of the same track are one play heard once.
 
 Plays reach the archive from three sources with different clocks and precision, all
-marking the END of a play (SPOTIFY.md):
+marking the END of a play (docs/spotify.md):
 
 * poll: recently-played's `played_at`, to the millisecond;
 * extended history: the export's `ts`, to the second;

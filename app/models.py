@@ -1,4 +1,4 @@
-"""The archive's schema (DESIGN.md §4). Table names are a contract: operators query them.
+"""The archive's schema (docs/architecture.md, "Data model"). Table names are a contract: operators query them.
 
 Normalised so that a play costs a few dozen bytes: `plays` holds integer keys, a
 millisecond timestamp and two small numbers; everything descriptive lives once in the
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# Millisecond precision is part of the identity of a play (SPOTIFY.md: rounding
+# Millisecond precision is part of the identity of a play (docs/spotify.md: rounding
 # `played_at` to seconds and re-querying creates duplicates).
 TimestampMs = pg.TIMESTAMP(timezone=True, precision=3)
 Timestamp = sa.DateTime(timezone=True)

@@ -1,4 +1,4 @@
-"""Migrations create the contract schema (DESIGN.md §4) and the job queue's tables."""
+"""Migrations create the contract schema (docs/architecture.md, "Data model") and the job queue's tables."""
 
 from __future__ import annotations
 

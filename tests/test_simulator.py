@@ -1,4 +1,4 @@
-"""The simulator speaks Spotify's semantics (SPOTIFY.md), tested over real HTTP."""
+"""The simulator speaks Spotify's semantics (docs/spotify.md), tested over real HTTP."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A recently-played page, from Spotify's JSON to what the archive stores.
 
-Every field is treated as possibly absent, null or of the wrong type (SPOTIFY.md). An
+Every field is treated as possibly absent, null or of the wrong type (docs/spotify.md). An
 item we cannot archive (a local file without a Spotify id, a podcast episode, a broken
 item) is skipped and counted by reason; only a body that is not a recently-played page
 at all is a failure (`BadData`).

@@ -1,4 +1,4 @@
-"""Importing the Spotify data exports people actually have (SPOTIFY.md, "Data export files").
+"""Importing the Spotify data exports people actually have (docs/spotify.md, "Data export files").
 
     formats.py   which files count, and a row -> a play or a named reason (the counting rule)
     sources.py   opening uploads safely: zips as Spotify sends them, loose JSON, streamed

@@ -1,6 +1,6 @@
 """The files in a Spotify data export, and how one of their rows becomes a play or a reason.
 
-Two kinds carry music plays (SPOTIFY.md, "Data export files"):
+Two kinds carry music plays (docs/spotify.md, "Data export files"):
 
 * extended streaming history: `Streaming_History_Audio_*.json` (older: `endsong_*.json`),
   rows with `ts` (end, UTC, to the second), `ms_played`, names, `spotify_track_uri`, the
@@ -64,7 +64,7 @@ class Play(NamedTuple):  # a NamedTuple, not a dataclass: one is built per row, 
     source: int  # PlaySource
     spotify_id: str | None  # extended rows
     track_name: str
-    artist_name: str  # the album artist for extended rows (SPOTIFY.md)
+    artist_name: str  # the album artist for extended rows, not the track's
     album_name: str | None
     ms_played: int
 

@@ -1,6 +1,6 @@
 """Spotify data exports of a simulated account, made from its ground truth.
 
-Shaped like the real thing (SPOTIFY.md): every play the listener made, reported or not
+Shaped like the real thing (docs/spotify.md, "Data export files"): every play the listener made, reported or not
 (short plays, private sessions), plus a podcast episode now and then; `ts` is the end
 of the stream to the second, off from the API's `played_at` by up to ±3 s (the client
 and the server log separately); some plays were offline and share their sync time as

@@ -1,8 +1,9 @@
 """Every way a Spotify call can fail, classified.
 
-The class of a failure decides what happens next (DESIGN.md §5): an auth failure may
-need the user to re-authorise, a rate limit is the whole app's problem and pauses every
-worker, network and 5xx failures are transient, bad data is Spotify's bug or ours.
+The class of a failure decides what happens next (app/archival/failures.py): an auth
+failure may need the user to re-authorise, a rate limit is the whole app's problem and
+pauses every worker, network and 5xx failures are transient, bad data is Spotify's bug
+or ours.
 `kind` is what gets recorded against a user and what the circuit breaker keys on.
 """
 

@@ -1,6 +1,6 @@
 """Keeping a user's Spotify access token fresh, safely across processes.
 
-The rules come from how Spotify behaves (SPOTIFY.md, OAuth):
+The rules come from how Spotify behaves (docs/spotify.md, OAuth):
 
 * Access tokens live an hour; refresh when fewer than 5 minutes remain.
 * A refresh may return a new refresh token and revoke the old one at once. Two
