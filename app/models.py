@@ -158,11 +158,23 @@ class ArchiveState(Base):
 
 
 # --- catalogue ---------------------------------------------------------------------------
-# Spotify ids are unique when known. Rows created by an import before enrichment may
-# carry names only (spotify_id NULL) and are merged once enrichment resolves them.
 
 
-class Artist(Base):
+class CatalogueItem:
+    """What artists, albums and tracks share. Spotify ids are unique when known. Rows
+    created by an import before enrichment may carry names only (spotify_id NULL) and are
+    merged once enrichment resolves them; `enriched_at` is when Spotify last described
+    the item in full, `missing_at` when Spotify said there is no such item."""
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True, sort_order=-3)
+    spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True, sort_order=-2)
+    name: Mapped[str] = mapped_column(sa.Text, sort_order=-1)
+    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp, sort_order=1)
+    missing_at: Mapped[datetime | None] = mapped_column(Timestamp, sort_order=2)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now(), sort_order=3)
+
+
+class Artist(CatalogueItem, Base):
     __tablename__ = "artists"
     __table_args__ = (
         # Name-only rows (from imports, before enrichment) are unique by name.
@@ -170,26 +182,17 @@ class Artist(Base):
                  postgresql_where=sa.text("spotify_id IS NULL")),
     )
 
-    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
-    spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
-    name: Mapped[str] = mapped_column(sa.Text)
     image_url: Mapped[str | None] = mapped_column(sa.Text)
     genres: Mapped[list[str] | None] = mapped_column(pg.ARRAY(sa.Text))
-    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    missing_at: Mapped[datetime | None] = mapped_column(Timestamp)  # Spotify said: no such artist
-    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
 
 
-class Album(Base):
+class Album(CatalogueItem, Base):
     __tablename__ = "albums"
     __table_args__ = (
         sa.Index("uq_albums_name_only", sa.text("lower(name)"), sa.text("lower(artist_name)"), unique=True,
                  postgresql_where=sa.text("spotify_id IS NULL")),
     )
 
-    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
-    spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
-    name: Mapped[str] = mapped_column(sa.Text)
     # For name-only rows: the album artist as the export names it ("" when unknown).
     artist_name: Mapped[str | None] = mapped_column(sa.Text)
     album_type: Mapped[str | None] = mapped_column(sa.Text)
@@ -198,12 +201,9 @@ class Album(Base):
     total_tracks: Mapped[int | None] = mapped_column(sa.Integer)
     image_url: Mapped[str | None] = mapped_column(sa.Text)
     label: Mapped[str | None] = mapped_column(sa.Text)
-    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    missing_at: Mapped[datetime | None] = mapped_column(Timestamp)  # Spotify said: no such album
-    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
 
 
-class Track(Base):
+class Track(CatalogueItem, Base):
     __tablename__ = "tracks"
     __table_args__ = (
         sa.Index("uq_tracks_name_only", sa.text("lower(name)"), sa.text("lower(artist_name)"), unique=True,
@@ -212,18 +212,12 @@ class Track(Base):
         sa.Index("ix_tracks_id_album", "id", postgresql_include=["album_id"]),
     )
 
-    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
-    spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
-    name: Mapped[str] = mapped_column(sa.Text)
     album_id: Mapped[int | None] = mapped_column(sa.ForeignKey("albums.id"), index=True)
     duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
     explicit: Mapped[bool | None] = mapped_column(sa.Boolean)
     isrc: Mapped[str | None] = mapped_column(sa.Text)
     # For name-only rows (account-data imports): the artist as the export names it.
     artist_name: Mapped[str | None] = mapped_column(sa.Text)
-    enriched_at: Mapped[datetime | None] = mapped_column(Timestamp)  # full metadata known
-    missing_at: Mapped[datetime | None] = mapped_column(Timestamp)  # Spotify said: no such track
-    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
 
 
 class TrackArtist(Base):
@@ -345,7 +339,15 @@ class ImportChunk(Base):
 # Read by app/stats; never written by application code.
 
 
-class ListeningHour(Base):
+class Counted:
+    """What every rollup counts: plays, and milliseconds listened (the track's length
+    where the source did not say, as for polled plays)."""
+
+    plays: Mapped[int] = mapped_column(sa.Integer, sort_order=1)
+    ms: Mapped[int] = mapped_column(sa.BigInteger, sort_order=2)
+
+
+class ListeningHour(Counted, Base):
     """Listening per local day and hour, in the user's time zone (rebuilt when it changes)."""
 
     __tablename__ = "listening_hours"
@@ -353,45 +355,37 @@ class ListeningHour(Base):
     user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
     hour: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
-    plays: Mapped[int] = mapped_column(sa.Integer)
-    ms: Mapped[int] = mapped_column(sa.BigInteger)
-    estimated: Mapped[int] = mapped_column(sa.Integer)  # plays whose ms is the track's length
+    estimated: Mapped[int] = mapped_column(sa.Integer, sort_order=3)  # plays whose ms is the track's length
 
 
-class TrackMonth(Base):
+class TrackMonth(Counted, Base):
     __tablename__ = "track_months"
     __table_args__ = (sa.Index("ix_track_months_user_track", "user_id", "track_id", "month"),)
 
     user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     month: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)  # UTC month start
     track_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    plays: Mapped[int] = mapped_column(sa.Integer)
-    ms: Mapped[int] = mapped_column(sa.BigInteger)
 
 
-class TrackYear(Base):
+class TrackYear(Counted, Base):
     __tablename__ = "track_years"
 
     user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     year: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)  # UTC year start
     track_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    plays: Mapped[int] = mapped_column(sa.Integer)
-    ms: Mapped[int] = mapped_column(sa.BigInteger)
 
 
-class TrackTotal(Base):
+class TrackTotal(Counted, Base):
     __tablename__ = "track_totals"
     __table_args__ = (sa.Index("ix_track_totals_first", "user_id", "first_played_at"),)
 
     user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     track_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    plays: Mapped[int] = mapped_column(sa.Integer)
-    ms: Mapped[int] = mapped_column(sa.BigInteger)
-    first_played_at: Mapped[datetime] = mapped_column(TimestampMs)
-    last_played_at: Mapped[datetime] = mapped_column(TimestampMs)
+    first_played_at: Mapped[datetime] = mapped_column(TimestampMs, sort_order=3)
+    last_played_at: Mapped[datetime] = mapped_column(TimestampMs, sort_order=4)
 
 
-class ListeningSession(Base):
+class ListeningSession(Counted, Base):
     """A run of plays with at most 10 minutes between one's end and the next's start."""
 
     __tablename__ = "listening_sessions"
@@ -400,8 +394,6 @@ class ListeningSession(Base):
     user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     started_at: Mapped[datetime] = mapped_column(TimestampMs, primary_key=True)
     ended_at: Mapped[datetime] = mapped_column(TimestampMs)
-    plays: Mapped[int] = mapped_column(sa.Integer)
-    ms: Mapped[int] = mapped_column(sa.BigInteger)
 
 
 class ArchiveVersion(Base):

@@ -44,16 +44,18 @@ def spotify_id(seed: int, kind: str, index: int) -> str:
 
 
 @dataclass(frozen=True)
-class SimArtist:
-    id: str
+class SimItem:
+    id: str  # a Spotify id: 22 base-62 characters
     name: str
+
+
+@dataclass(frozen=True)
+class SimArtist(SimItem):
     genres: tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class SimAlbum:
-    id: str
-    name: str
+class SimAlbum(SimItem):
     artist_index: int
     album_type: str
     release_date: str
@@ -62,9 +64,7 @@ class SimAlbum:
 
 
 @dataclass(frozen=True)
-class SimTrack:
-    id: str
-    name: str
+class SimTrack(SimItem):
     album_index: int
     artist_indexes: tuple[int, ...]
     duration_ms: int
