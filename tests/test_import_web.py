@@ -151,3 +151,65 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_finishes(app, s
     assert report["already_in_archive"] == 0  # a clean restart, not a half-merged one
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == report["imported"] > 100_000
     assert db_conn.execute("SELECT count(*) FROM import_chunks").fetchone()[0] == 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = open(f"/proc/{pid}/status").read()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def test_an_upload_built_to_exhaust_memory_is_refused_and_the_worker_lives_on(riley, db_conn, workers):
+    """200 KB of nested brackets: ijson would need about 24 GB for it."""
+    nested = b"[" * 100_000 + b"]" * 100_000
+    assert upload(riley, {"StreamingHistory_music_0.json": nested}).status_code == 303
+    worker = workers()
+    wait_for(lambda: db_conn.execute("SELECT status FROM imports").fetchone()[0] == "failed", timeout=60,
+             message="the import refused")
+    error = db_conn.execute("SELECT error FROM imports").fetchone()[0]
+    assert "nested more than 16 levels deep" in error
+    assert worker.process.poll() is None and peak_rss_mb(worker.process.pid) < 400
+    assert db_conn.execute("SELECT status FROM procrastinate_jobs WHERE task_name = 'jobs.imports.import_export'"
+                           ).fetchone()[0] == "succeeded"  # handled: the job ended, it did not crash
+
+    # The same worker goes on with the next import.
+    good = json.dumps([{"endTime": "2024-05-01 12:00", "artistName": "A", "trackName": "T", "msPlayed": 200_000}])
+    upload(riley, {"StreamingHistory_music_0.json": good.encode()})
+    wait_for(lambda: db_conn.execute("SELECT status FROM imports ORDER BY id DESC LIMIT 1").fetchone()[0] == "done",
+             timeout=60, message="the next import")
+    assert worker.process.poll() is None
+
+
+def test_a_job_whose_worker_dies_twice_is_failed_with_a_message_not_retried_forever(app, db_conn, workers,
+                                                                                    tmp_path):
+    user_id = db_conn.execute("INSERT INTO users (spotify_id, display_name) VALUES ('family', 'Family') "
+                              "RETURNING id").fetchone()[0]
+    path = tmp_path / "my_spotify_data.zip"
+    synthetic_zip(path, synthetic_history(150_000, years=4, tracks=20_000, artists=4_000))
+    from app.imports.service import ABANDONED, create_import, queue_import
+
+    with app.extensions["database"].session() as session:
+        with open(path, "rb") as f:
+            record = create_import(session, user_id, [("my_spotify_data.zip", f)], "default")
+            queue_import(session, record)
+        import_id = record.id
+
+    def state():
+        return db_conn.execute("SELECT i.status, i.rows_read, j.status, j.attempts FROM imports i, procrastinate_jobs j "
+                               "WHERE i.id = %s AND j.task_name = 'jobs.imports.import_export'", (import_id,)).fetchone()
+
+    for attempt in (0, 1):  # the first run and its one retry both take their worker down
+        worker = workers()
+        wait_for(lambda: state()[1] > 20_000 and state()[2] == "doing" and state()[3] == attempt, timeout=90,
+                 message=f"run {attempt + 1} under way")
+        worker.kill()
+        db_conn.execute("UPDATE imports SET rows_read = 0 WHERE id = %s", (import_id,))
+
+    workers()  # notices the second death: no third run
+    wait_for(lambda: state()[0] == "failed", timeout=60, message="the import failed")
+    status, rows_read, job_status, attempts = state()
+    assert job_status == "failed" and attempts == 2  # two runs, each ended by its worker's death
+    assert db_conn.execute("SELECT error FROM imports WHERE id = %s", (import_id,)).fetchone()[0] == ABANDONED
+    assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 0
+    assert db_conn.execute("SELECT count(*) FROM import_chunks").fetchone()[0] == 0
+    assert db_conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')").fetchone()[0] \
+        == 0

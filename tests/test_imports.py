@@ -254,9 +254,20 @@ def encrypted(data: bytes) -> bytes:
     return bytes(data)
 
 
+def corrupted(data: bytes) -> bytes:
+    """A byte of a member's data flipped: the zip opens, the member fails its CRC check."""
+    data = bytearray(data)
+    data[len(data) // 3] ^= 0xFF
+    return bytes(data)
+
+
 GOOD_ROW = {"ts": "2024-05-01T12:00:00Z", "ms_played": 200_000, "spotify_track_uri": "spotify:track:" + "f" * 22,
             "master_metadata_track_name": "Song"}
 GOOD_ZIP = zip_of({"Spotify Extended Streaming History/Streaming_History_Audio_2024.json": json.dumps([GOOD_ROW] * 5)})
+# 200 KB that take ijson about 24 GB to parse (its memory grows with the square of the depth).
+NESTED = b"[" * 100_000 + b"]" * 100_000
+LONE_SURROGATE = '{"ts": "2024-05-01T12:00:00Z", "ms_played": 200000, "spotify_track_uri": "spotify:track:' + \
+    "f" * 22 + '", "master_metadata_track_name": "Song \\ud800"}'
 
 
 @pytest.mark.parametrize("files, message", [
@@ -270,6 +281,14 @@ GOOD_ZIP = zip_of({"Spotify Extended Streaming History/Streaming_History_Audio_2
     ({"Streaming_History_Audio_2024.json": json.dumps({"plays": [GOOD_ROW]}).encode()}, "expected a list of plays"),
     ({"Streaming_History_Audio_2024.json": json.dumps([GOOD_ROW] * 3).encode()[:-20]}, "ends early"),
     ({"Streaming_History_Audio_2024.json": json.dumps([{"ts": 1714564800, "ms_played": "long"}] * 20).encode()},
+     "20 of 20 rows are not plays in Spotify's format"),
+    ({"StreamingHistory_music_0.json": NESTED}, "nested more than 16 levels deep"),
+    ({"my_spotify_data.zip": zip_of({"Streaming_History_Audio_2020.json": NESTED})}, "nested more than 16 levels"),
+    ({"history.json": NESTED}, "nested more than 16 levels"),  # an unfamiliar name: sniffed, guarded too
+    ({"Streaming_History_Audio_2024.json": b'[{"ts": "' + b"9" * 3 * 1024**2 + b'"}]'}, "longer than 1 MB"),
+    ({"my_spotify_data.zip": corrupted(zip_of({"Streaming_History_Audio_2024.json": json.dumps([GOOD_ROW] * 500)}))},
+     "could not be read from the zip"),
+    ({"Streaming_History_Audio_2024.json": ("[" + ", ".join([LONE_SURROGATE] * 20) + "]").encode()},
      "20 of 20 rows are not plays in Spotify's format"),
 ])
 def test_bad_input_is_refused_clearly_and_writes_nothing(app, simulator, importer, db_conn, files, message):
@@ -303,6 +322,17 @@ def test_a_few_broken_rows_are_skipped_and_counted(app, simulator, importer):
     rows = [GOOD_ROW | {"ts": f"2024-05-01T12:{m:02d}:00Z"} for m in range(50)] + ["garbage", {"ts": None}]
     report = importer(user, {"Streaming_History_Audio_2024.json": json.dumps(rows).encode()}).report
     assert report["imported"] == 50 and report["skipped"] == {"malformed_row": 2} and report["rows"] == 52
+
+
+def test_a_row_with_a_lone_surrogate_is_an_unreadable_row(app, simulator, importer, db_conn):
+    """JSON can escape half of a UTF-16 pair ("\\ud800"); no database text can hold it."""
+    user = add_users(app, simulator, ["sim-acct-jo"])["sim-acct-jo"]
+    good = [json.dumps(GOOD_ROW | {"ts": f"2024-05-01T12:{m:02d}:00Z"}) for m in range(50)]
+    text = "[" + ", ".join(good + [LONE_SURROGATE]) + "]"
+    record = importer(user, {"Streaming_History_Audio_2024.json": text.encode()})
+    assert record.status == "done", record.error
+    assert record.report["imported"] == 50 and record.report["skipped"] == {"malformed_row": 1}
+    assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 50
 
 
 # --- the CLI and operator-created users ----------------------------------------------------

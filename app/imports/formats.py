@@ -101,7 +101,7 @@ def read_extended(row: Any, rule: str) -> Play | str:
     if ts is None or ms_played is None or ms_played >= 2**31:
         return MALFORMED
     for value in (track, artist, album, uri, reason_end):
-        if value is not None and type(value) is not str:
+        if value is not None and (type(value) is not str or not _storable(value)):
             return MALFORMED
     if get("spotify_episode_uri") or get("episode_name") or get("episode_show_name"):
         return EPISODE
@@ -132,7 +132,7 @@ def identify(row: dict) -> tuple[int, str] | None:
     """(end ms, track name) of an extended row that was skipped, when both are readable:
     an account-data row of the same play must be skipped with it, not imported instead."""
     ts, name = ts_ms(row.get("ts")), row.get("master_metadata_track_name")
-    if ts is None or type(name) is not str or not name.strip():
+    if ts is None or type(name) is not str or not name.strip() or not _storable(name):
         return None
     return ts, _clean(name)
 
@@ -148,7 +148,7 @@ def read_account(row: Any, rule: str) -> Play | str:
         ms_played = None
     track, artist = row.get("trackName"), row.get("artistName")
     if end is None or ms_played is None or not isinstance(track, str) or not isinstance(artist, str) \
-            or not track.strip():
+            or not track.strip() or not _storable(track) or not _storable(artist):
         return MALFORMED
     if ms_played < MIN_MS:
         return SHORT
@@ -178,6 +178,21 @@ def _count(value: Any) -> int | None:
     if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value() and value >= 0:
         return int(value)
     return None
+
+
+def _storable(text: str) -> bool:
+    """False for text that is not Unicode a database can store. JSON's escapes can spell a
+    lone surrogate ("\\ud800"), which no UTF-8 encoder accepts; sources.py rewrites those
+    to U+FFFF, a noncharacter no real name holds, before parsing."""
+    if text.isascii():
+        return True
+    if "\uffff" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _clean(value: str | None) -> str | None:

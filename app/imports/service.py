@@ -43,6 +43,8 @@ PROGRESS_EVERY_S = 0.5
 # export, and the whole import is refused instead.
 MALFORMED_TOLERANCE = (10, 0.01)
 STAGED = "staged"  # rows that became plays to merge
+ABANDONED = ("This import stopped the server twice while it was being read, so it was not tried again; nothing "
+             "was saved. Upload the files exactly as Spotify sent them; if that fails too, tell the admin.")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,16 @@ def run_import(database: Database, import_id: int, *, sources: list[Source] | No
         session.execute(sa.delete(ImportChunk).where(ImportChunk.import_id == import_id))
         session.commit()
         return session.get(Import, import_id)
+
+
+def abandon_import(database: Database, import_id: int) -> None:
+    """The import's job was failed because workers kept dying on it: say so on its page."""
+    with database.session() as session:
+        session.execute(sa.update(Import).where(
+            Import.id == import_id, Import.status.in_([ImportStatus.queued.value, ImportStatus.running.value])
+        ).values(status=ImportStatus.failed.value, stage=None, finished_at=sa.func.now(), error=ABANDONED))
+        session.execute(sa.delete(ImportChunk).where(ImportChunk.import_id == import_id))
+    log.error("import %s abandoned: its worker died twice while running it", import_id)
 
 
 def _process(database: Database, user_id: int, rule: str, sources: list[Source], limits: Limits,

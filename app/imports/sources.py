@@ -4,14 +4,23 @@ loose JSON files. Nothing is ever extracted to disk; zip members are streamed.
 Refused with a message that says what is wrong (`InputError`), before anything is written:
 neither zip nor JSON, a damaged or truncated zip, a password-protected zip, unsafe member
 names (absolute paths, `..`), a zip bomb (too much data in total, or a member that
-expands more than `max_ratio`×), JSON that is not a list of plays, JSON cut short.
+expands more than `max_ratio`×), JSON that is not a list of plays, JSON cut short, JSON
+nested deeper or holding longer values than any streaming history does.
+
+Memory stays bounded whatever the upload: files are parsed as streams, one row at a
+time, and every byte passes `_StructureGuard` before the parser sees it. The guard
+matters because ijson's memory grows with the square of the nesting depth (40 KB of
+nested brackets takes about a gigabyte): it refuses deep nesting and overlong strings
+while they are still a few kilobytes of input.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 import zlib
+from itertools import accumulate
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterator
@@ -22,6 +31,11 @@ from .formats import ACCOUNT, EXTENDED, IGNORED, classify, sniff
 
 ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+
+# Streaming histories are a list of flat objects: two levels. Nothing needs more than a few.
+MAX_DEPTH = 16
+# No value in a streaming history comes near this (names are at most a few hundred bytes).
+MAX_STRING_BYTES = 1024**2
 
 
 class InputError(Exception):
@@ -127,18 +141,25 @@ class Meter:
 def rows(member: Member, meter: Meter | None = None) -> Iterator:
     """The rows of a streaming-history file, read incrementally. Raises InputError for a file
     that is not a JSON list, or is cut short or otherwise not valid JSON."""
-    with member.open() as raw:
-        stream = io.BufferedReader(_Metered(raw, meter or Meter()), buffer_size=1024 * 1024)
-        first = _first_character(stream.peek(4096))
-        if first != "[":
-            raise InputError(f"{member.name} is not a Spotify streaming history: expected a list of plays, "
-                             f"found {'an object' if first == '{' else 'something else'}.")
-        try:
+    # Everything inside the try: a zip member's checksum is verified when its last bytes
+    # are read, which for a small file is the first read of all.
+    try:
+        with member.open() as raw:
+            stream = io.BufferedReader(_StructureGuard(_Metered(raw, meter or Meter()), member.name),
+                                       buffer_size=1024 * 1024)
+            first = _first_character(stream.peek(4096))
+            if first != "[":
+                raise InputError(f"{member.name} is not a Spotify streaming history: expected a list of plays, "
+                                 f"found {'an object' if first == '{' else 'something else'}.")
             yield from ijson.items(stream, "item")
-        except ijson.JSONError as exc:
-            raise InputError(f"{member.name} is damaged: it is not valid JSON or it ends early ({exc}).") from None
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise InputError(f"{member.name} could not be read from the zip ({exc}); the zip is damaged.") from None
+    except ijson.JSONError as exc:
+        raise InputError(f"{member.name} is damaged: it is not valid JSON or it ends early ({exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{member.name} is damaged: it holds bytes that are not UTF-8 text (at byte {exc.start} of "
+                         "a piece of text). Spotify writes UTF-8; download the export again.") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise InputError(f"{member.name} could not be read from the zip ({exc}); the zip is damaged. Download it "
+                         "again from Spotify and upload the new copy.") from None
 
 
 class _Metered(io.RawIOBase):
@@ -153,6 +174,111 @@ class _Metered(io.RawIOBase):
         buffer[:len(data)] = data
         self._meter.bytes += len(data)
         return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+class _StructureGuard(io.RawIOBase):
+    """Passes a JSON byte stream to the parser, raising InputError as soon as nesting goes
+    deeper than MAX_DEPTH or one string runs longer than MAX_STRING_BYTES.
+
+    It changes one thing: an escaped lone surrogate (`\\ud800` without its pair) becomes
+    `\\uffff`, a noncharacter no Spotify file holds, so that the row reader can count that
+    row as unreadable. Left alone, ijson's C parser either replaces it with "?" or emits
+    bytes Python cannot decode, which fails the whole file.
+
+    Works a chunk at a time with bytes operations that run in C (a character loop in
+    Python would cost more than the import): escapes go first (`\\x` pairs, so an escaped
+    quote cannot end a string), then everything but quotes and brackets; what remains of
+    each string is its quotes and any brackets inside it, and strings are removed whole,
+    leaving the brackets that are structure. A string still open at the end of a chunk is
+    carried to the next, and so are the last bytes of a chunk that may be half an escape."""
+
+    _TOKENS = re.compile(rb"\\(?:(?P<pair>u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                         rb"|(?P<lone>u[dD][89a-fA-F][0-9a-fA-F]{2})|.)", re.S)
+    _LONGEST_TOKEN = 12  # a surrogate pair, \\ud83c\\udfb5
+    _ESCAPE = re.compile(rb"\\.", re.S)
+    _STRING = re.compile(rb'"[^"]*"')
+    _DROP = bytes(b for b in range(256) if b not in b'[]{}"\\')
+    _DELTA = [0] * 256
+    _DELTA[ord("[")] = _DELTA[ord("{")] = 1
+    _DELTA[ord("]")] = _DELTA[ord("}")] = -1
+
+    def __init__(self, inner: IO[bytes], name: str):
+        self._inner, self._name = inner, name
+        self._depth = 0
+        self._backslash = b""  # a chunk ended on a backslash: it escapes the next chunk's first byte
+        self._open_string = b""  # what is left of a string still open at the end of the last chunk
+        self._string_bytes = 0  # input bytes that open string has spanned so far (at least)
+        self._held = b""  # the end of the last chunk read, possibly half an escape
+        self._ready = memoryview(b"")  # checked and rewritten, not yet handed to the parser
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._ready and not self._eof:
+            more = self._inner.read(max(len(buffer), 64 * 1024))
+            self._eof = not more
+            ready, self._held = self._rewrite(self._held + more, self._eof)
+            if ready:
+                self._check(ready)
+            self._ready = memoryview(ready)
+        n = min(len(buffer), len(self._ready))
+        buffer[:n] = self._ready[:n]
+        self._ready = self._ready[n:]
+        return n
+
+    def _rewrite(self, data: bytes, eof: bool) -> tuple[bytes, bytes]:
+        """(what can be passed on, with lone surrogates rewritten; what must wait for more)."""
+        if b"\\" not in data:
+            return data, b""
+        tokens = list(self._TOKENS.finditer(data))
+        cut = len(data)
+        if not eof:
+            if data.endswith(b"\\") and (not tokens or tokens[-1].end() != len(data)):
+                cut -= 1  # a backslash whose escaped byte is still to come
+            # An escape that starts this near the end may be half of one, or half a pair.
+            tail = [t.start() for t in tokens if t.start() >= len(data) - self._LONGEST_TOKEN]
+            cut = min([cut, *tail])
+        lone = [t for t in tokens if t.lastgroup == "lone" and t.end() <= cut]
+        if not lone:
+            return data[:cut], data[cut:]
+        out = bytearray(data[:cut])
+        for token in lone:
+            out[token.start():token.end()] = b"\\uffff"
+        return bytes(out), data[cut:]
+
+    def _check(self, data: bytes) -> None:
+        text = self._backslash + data
+        self._backslash = b""
+        if b"\\" in text:
+            text = self._ESCAPE.sub(b"", text)
+            if text.endswith(b"\\"):
+                self._backslash, text = b"\\", text[:-1]
+        chunk = text.translate(None, self._DROP)
+        # The string left open by the last chunk goes on unless this chunk has a quote.
+        still_the_same = bool(self._open_string) and b'"' not in chunk
+        # Quotes alternate open/close, so adjacent ones are an empty string or the seam
+        # between two strings: dropping them changes no bracket's inside-or-outside.
+        kept = (self._open_string + chunk).replace(b'""', b"")
+        rest = self._STRING.sub(b"", kept) if b'"' in kept else kept
+        quote = rest.find(b'"')
+        structure, self._open_string = (rest, b"") if quote < 0 else (rest[:quote], rest[quote:])
+        if self._open_string:
+            self._string_bytes = self._string_bytes + len(data) if still_the_same else len(data)
+            if self._string_bytes > MAX_STRING_BYTES:
+                raise InputError(f"{self._name} is not a Spotify streaming history: it holds a value longer than "
+                                 f"{MAX_STRING_BYTES // 1024**2} MB.")
+        if structure:
+            deepest = max(accumulate(map(self._DELTA.__getitem__, structure), initial=self._depth))
+            if deepest > MAX_DEPTH:
+                raise InputError(f"{self._name} is not a Spotify streaming history: its data is nested more than "
+                                 f"{MAX_DEPTH} levels deep, where Spotify's files have two.")
+            self._depth += sum(map(self._DELTA.__getitem__, structure))
 
     def close(self) -> None:
         self._inner.close()
@@ -188,7 +314,7 @@ def _first_character(data: bytes) -> str:
 
 def _first_row(stream: IO[bytes], name: str):
     try:
-        return next(ijson.items(stream, "item"), None)
+        return next(ijson.items(io.BufferedReader(_StructureGuard(stream, name), buffer_size=64 * 1024), "item"), None)
     except ijson.JSONError:
         raise InputError(f"{name} is damaged: it is not valid JSON.") from None
 
