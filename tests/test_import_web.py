@@ -119,20 +119,25 @@ def test_a_failed_import_says_why_and_that_nothing_was_saved(riley, app, db_conn
     assert "The import failed." in page and "expected a list of plays" in page and "Nothing was saved." in page
 
 
-def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_finishes(app, simulator, db_conn, database_url,
-                                                                         workers, tmp_path):
-    # A user created ahead of sign-in (no tokens, never polled): only the import writes plays.
+def queued_big_import(app, db_conn, tmp_path) -> int:
+    """A 150,000-row import queued for a user created ahead of sign-in (no tokens, never
+    polled, so only the import writes plays); its id."""
+    from app.imports.service import create_import, queue_import
+
     user_id = db_conn.execute("INSERT INTO users (spotify_id, display_name) VALUES ('family', 'Family') "
                               "RETURNING id").fetchone()[0]
     path = tmp_path / "my_spotify_data.zip"
     synthetic_zip(path, synthetic_history(150_000, years=4, tracks=20_000, artists=4_000))
-    from app.imports.service import create_import, queue_import
-
     with app.extensions["database"].session() as session:
         with open(path, "rb") as f:
             record = create_import(session, user_id, [("my_spotify_data.zip", f)], "default")
             queue_import(session, record)
-        import_id = record.id
+    return record.id
+
+
+def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_finishes(app, simulator, db_conn, database_url,
+                                                                         workers, tmp_path):
+    import_id = queued_big_import(app, db_conn, tmp_path)
 
     first = workers()
     wait_for(lambda: db_conn.execute("SELECT rows_read FROM imports WHERE id = %s", (import_id,)
@@ -181,17 +186,9 @@ def test_an_upload_built_to_exhaust_memory_is_refused_and_the_worker_lives_on(ri
 
 def test_a_job_whose_worker_dies_twice_is_failed_with_a_message_not_retried_forever(app, db_conn, workers,
                                                                                     tmp_path):
-    user_id = db_conn.execute("INSERT INTO users (spotify_id, display_name) VALUES ('family', 'Family') "
-                              "RETURNING id").fetchone()[0]
-    path = tmp_path / "my_spotify_data.zip"
-    synthetic_zip(path, synthetic_history(150_000, years=4, tracks=20_000, artists=4_000))
-    from app.imports.service import ABANDONED, create_import, queue_import
+    from app.imports.service import ABANDONED
 
-    with app.extensions["database"].session() as session:
-        with open(path, "rb") as f:
-            record = create_import(session, user_id, [("my_spotify_data.zip", f)], "default")
-            queue_import(session, record)
-        import_id = record.id
+    import_id = queued_big_import(app, db_conn, tmp_path)
 
     def state():
         return db_conn.execute("SELECT i.status, i.rows_read, j.status, j.attempts FROM imports i, procrastinate_jobs j "
