@@ -55,7 +55,10 @@ def cli() -> None:
 @click.option("--simulator-port", type=int, default=None, help="Simulator port in demo mode [default: web port + 1].")
 @click.option("--web-workers", type=int, default=2, show_default=True, help="gunicorn worker processes.")
 def run(demo: bool, port: int | None, host: str, simulator_port: int | None, web_workers: int) -> None:
-    """Run everything: database, migrations, web and worker (and the simulator in demo mode)."""
+    """Run everything: database, migrations, web and worker (and the simulator in demo mode).
+
+    Whatever dies (web, worker, simulator, the embedded Postgres) is started again while the
+    rest keeps serving. Ctrl-C stops it all."""
     from .runner import run_all
 
     sys.exit(run_all(demo=demo, port=port, host=host, simulator_port=simulator_port, web_workers=web_workers))
@@ -65,31 +68,15 @@ def run(demo: bool, port: int | None, host: str, simulator_port: int | None, web
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Jobs run at once in this process.")
 @click.option("--queue", "queues", multiple=True, help="Only take jobs from this queue (repeatable) [default: all].")
 def worker(concurrency: int, queues: tuple[str, ...]) -> None:
-    """Run a job worker. Start as many as you like, on as many machines as you like."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
+    """Run a job worker. Start as many as you like, on as many machines as you like.
 
+    When the database goes away, the worker waits and reconnects rather than exiting."""
     from . import create_app, queue
 
     # A poll holds up to two connections at once (its advisory lock, its transaction).
     flask_app = create_app(pool_size=2 * concurrency + 2)
-    settings = flask_app.config["SETTINGS"]
-    queue_app = queue.bind(flask_app)
-
-    async def work() -> None:
-        # Our tasks are synchronous: procrastinate runs them on the loop's default thread
-        # pool, which asyncio sizes by CPU count, not by --concurrency.
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=concurrency))
-        async with queue_app.open_async():
-            await queue_app.run_worker_async(
-                concurrency=concurrency,
-                queues=list(queues) or None,
-                name=f"{socket.gethostname()}:{os.getpid()}",
-                update_heartbeat_interval=settings.worker_heartbeat_s,
-                stalled_worker_timeout=settings.stalled_after_s,
-            )
-
-    asyncio.run(work())
+    queue.run_worker(flask_app, concurrency=concurrency, queues=list(queues) or None,
+                     name=f"{socket.gethostname()}:{os.getpid()}")
 
 
 @cli.group()

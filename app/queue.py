@@ -17,6 +17,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import procrastinate
@@ -26,7 +32,10 @@ from flask import Flask
 from sqlalchemy.engine import Connection as SAConnection
 from sqlalchemy.orm import Session
 
+log = logging.getLogger(__name__)
+
 TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports"]
+RECONNECT_MAX_S = 30  # a worker that lost the database tries again at least this often
 
 # Poll jobs run first: a late poll can lose plays for good. Enrichment runs last.
 POLL_PRIORITY = 10
@@ -91,6 +100,57 @@ def bind(flask_app: Flask, *, pool_size: int = 10) -> procrastinate.App:
     app.connector = connector
     app.job_manager.connector = connector
     return app
+
+
+def run_worker(flask_app: Flask, *, concurrency: int, queues: list[str] | None, name: str) -> None:
+    """Run a procrastinate worker until SIGINT/SIGTERM, and only then stop.
+
+    Losing the database is not the end of it. procrastinate ends its worker when the
+    database goes (with a ConnectorException, or quietly when its listener fails); this
+    waits (1 s, doubling up to RECONNECT_MAX_S) and starts it again, so a database
+    restart or a network blip never leaves a host without its worker (on Heroku an
+    exiting worker is a crash loop). Jobs that were running then are retried as stalled.
+    Only a signal stops it: procrastinate's own signal handling is off, and a signal
+    cancels the running worker, which procrastinate turns into a graceful stop."""
+    settings = flask_app.config["SETTINGS"]
+    queue_app = bind(flask_app)
+
+    async def run_once() -> None:
+        async with queue_app.open_async():
+            await queue_app.run_worker_async(
+                concurrency=concurrency, queues=queues, name=name, install_signal_handlers=False,
+                update_heartbeat_interval=settings.worker_heartbeat_s,
+                stalled_worker_timeout=settings.stalled_after_s,
+            )
+
+    async def work() -> None:
+        loop = asyncio.get_running_loop()
+        # Our tasks are synchronous: procrastinate runs them on the loop's default thread
+        # pool, which asyncio sizes by CPU count, not by the worker's concurrency.
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=concurrency))
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        delay = 1.0
+        while not stop.is_set():
+            started = time.monotonic()
+            worker = asyncio.create_task(run_once())
+            await asyncio.wait({worker, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await worker
+                break
+            error = worker.exception()
+            if time.monotonic() - started > 5 * RECONNECT_MAX_S:
+                delay = 1.0  # it had been working for a while: this is a new outage
+            why = str(getattr(error, "__cause__", None) or error or "it stopped").strip().splitlines()[0]
+            log.warning("the worker lost the database (%s); starting it again in %.0f s", why, delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    asyncio.run(work())
 
 
 def flask_app() -> Flask:

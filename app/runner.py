@@ -2,11 +2,17 @@
 
 Starts (or reuses) the embedded Postgres unless DATABASE_URL is set, applies migrations,
 then supervises child processes: gunicorn (web), a procrastinate worker, and in demo
-mode the Spotify simulator. Output is prefixed with the process name. If any child dies,
-everything stops with its exit status; Ctrl-C or SIGTERM stops everything cleanly.
+mode the Spotify simulator. Output is prefixed with the process name.
+
+Supervision: a child that dies is started again, after 1 s, then 2, 4… up to 30 s if it
+keeps dying (a child that ran for a minute starts the count again); the others keep
+serving meanwhile. The embedded Postgres is watched the same way and started again in
+its data directory (crash recovery replays its log), while the web answers 503 and the
+worker waits to reconnect. Ctrl-C or SIGTERM stops everything cleanly.
 
 Children run in their own sessions so that Ctrl-C reaches only this supervisor, which
-then stops them in order (web first, worker last, so jobs finish).
+then stops them all; a dead child's whole session is killed before it is replaced, so
+no orphan (a gunicorn worker, say) keeps its port.
 """
 
 from __future__ import annotations
@@ -18,36 +24,73 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import click
 import requests
 
-from . import migrate
+from . import embedded_pg, migrate
 from .config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, ROOT, SPOTIFY_ACCOUNTS_DEFAULT, load_settings
 from .db import resolve_database_url
 
 STARTUP_TIMEOUT_S = 60
+RESTART_DELAY_S = 1.0
+RESTART_DELAY_MAX_S = 30.0
+STABLE_AFTER_S = 60.0  # a child that ran this long has recovered: its next restart is quick again
+POSTGRES_CHECK_EVERY_S = 1.0
+
+
+@dataclass
+class Backoff:
+    """When a thing that keeps failing may be tried again."""
+
+    delay: float = RESTART_DELAY_S
+    retry_at: float | None = None
+
+    def failed(self, now: float, *, ran_for: float = 0.0) -> float:
+        if ran_for >= STABLE_AFTER_S:
+            self.delay = RESTART_DELAY_S
+        wait, self.retry_at = self.delay, now + self.delay
+        self.delay = min(self.delay * 2, RESTART_DELAY_MAX_S)
+        return wait
+
+    def due(self, now: float) -> bool:
+        return self.retry_at is not None and now >= self.retry_at
 
 
 @dataclass
 class Child:
     name: str
-    process: subprocess.Popen
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 class Supervisor:
-    def __init__(self) -> None:
+    def __init__(self, say: Callable[[str], None]) -> None:
         self.children: list[Child] = []
+        self._say = say
         self._print_lock = threading.Lock()
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        process = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, argv, env)
+        self.children.append(child)
+        self._spawn(child)
+        return child
+
+    def _spawn(self, child: Child) -> None:
+        child.process = subprocess.Popen(
+            child.argv, env=child.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1, start_new_session=True,
         )
-        self.children.append(Child(name, process))
-        threading.Thread(target=self._relay, args=(name, process), daemon=True).start()
+        child.started_at = time.monotonic()
+        child.backoff.retry_at = None
+        threading.Thread(target=self._relay, args=(child.name, child.process), daemon=True).start()
 
     def _relay(self, name: str, process: subprocess.Popen) -> None:
         for line in process.stdout:
@@ -58,8 +101,21 @@ class Supervisor:
     def exited(self) -> Child | None:
         return next((c for c in self.children if c.process.poll() is not None), None)
 
+    def tend(self, now: float) -> None:
+        """Restart, when their time has come, children that died."""
+        for child in self.children:
+            if child.backoff.retry_at is None and child.process.poll() is not None:
+                _kill_session(child.process)
+                wait = child.backoff.failed(now, ran_for=now - child.started_at)
+                self._say(f"{child.name} exited with status {child.process.returncode}; starting it again in "
+                          f"{wait:.0f} s")
+            elif child.backoff.due(now):
+                child.restarts += 1
+                self._spawn(child)
+                self._say(f"{child.name} started again (pid {child.process.pid})")
+
     def stop(self, timeout: float = 15) -> None:
-        for child in self.children:  # started in dependency order; stop web first
+        for child in self.children:
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -69,6 +125,44 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+            _kill_session(child.process)
+
+
+class PostgresWatch:
+    """Starts the embedded Postgres again when it dies."""
+
+    def __init__(self, pgdata: Path, say: Callable[[str], None]) -> None:
+        self.pgdata, self._say = pgdata, say
+        self.backoff = Backoff()
+        self.restarts = 0
+        self._checked = 0.0
+
+    def tend(self, now: float) -> None:
+        if now - self._checked < POSTGRES_CHECK_EVERY_S or (self.backoff.retry_at and not self.backoff.due(now)):
+            return
+        self._checked = now
+        if embedded_pg.is_running(self.pgdata):
+            self.backoff = Backoff()
+            return
+        if self.backoff.retry_at is None:
+            self._say("the embedded Postgres stopped; starting it again")
+        try:
+            embedded_pg.restart(self.pgdata)
+        except Exception as exc:  # noqa: BLE001 - any failure to start is retried
+            wait = self.backoff.failed(now)
+            self._say(f"the embedded Postgres did not start ({type(exc).__name__}); trying again in {wait:.0f} s")
+            return
+        self.restarts += 1
+        self.backoff = Backoff()
+        self._say("the embedded Postgres is running again")
+
+
+def _kill_session(process: subprocess.Popen) -> None:
+    """Whatever the child left behind in its session (it is the session's leader)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run_all(*, demo: bool, port: int | None, host: str, simulator_port: int | None, web_workers: int) -> int:
@@ -102,7 +196,9 @@ def run_all(*, demo: bool, port: int | None, host: str, simulator_port: int | No
     env.update(DATABASE_URL=database_url, SECRET_KEY=settings.secret_key,
                TOKEN_ENCRYPTION_KEY=",".join(settings.token_encryption_keys))
 
-    supervisor = Supervisor()
+    say = lambda message: click.echo(f"audiospective: {message}", err=True)  # noqa: E731
+    supervisor = Supervisor(say)
+    postgres = PostgresWatch(settings.data_dir / "pg", say) if settings.uses_embedded_db else None
     stopping = threading.Event()
 
     def request_stop(signum, frame):
@@ -134,10 +230,11 @@ def run_all(*, demo: bool, port: int | None, host: str, simulator_port: int | No
             click.echo(f"  Database: embedded Postgres in {settings.data_dir / 'pg'}", err=True)
         click.echo("  Press Ctrl-C to stop.\n", err=True)
 
-        while not stopping.wait(0.5):
-            dead = supervisor.exited()
-            if dead is not None:
-                return _failed(supervisor, f"{dead.name} exited with status {dead.process.returncode}")
+        while not stopping.wait(0.25):
+            now = time.monotonic()
+            if postgres is not None:
+                postgres.tend(now)
+            supervisor.tend(now)
         click.echo("audiospective: stopping…", err=True)
         return 0
     finally:

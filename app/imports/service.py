@@ -43,8 +43,9 @@ PROGRESS_EVERY_S = 0.5
 # export, and the whole import is refused instead.
 MALFORMED_TOLERANCE = (10, 0.01)
 STAGED = "staged"  # rows that became plays to merge
-ABANDONED = ("This import stopped the server twice while it was being read, so it was not tried again; nothing "
-             "was saved. Upload the files exactly as Spotify sent them; if that fails too, tell the admin.")
+ABANDONED = ("This import was interrupted twice while it was being read (the process reading it stopped), so it was "
+             "not tried again; nothing was saved. Upload the files exactly as Spotify sent them; if that fails too, "
+             "tell the admin.")
 
 
 @dataclass(frozen=True)
