@@ -8,17 +8,19 @@ import io
 import json
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from app.archival.poll import Archivist, poll_user
-from app.imports.service import create_import, run_import
+from app.imports.service import create_import, queue_import, run_import
 from app.imports.sources import Limits
 from app.simulator.export import ROWS_PER_FILE, account_rows, export_zip, extended_rows
-from conftest import add_users, archived, freeze
+from conftest import REFERENCE_MS, add_users, archived, freeze, sign_in, wait_for
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 CATALOGUE_TABLES = ("plays", "tracks", "albums", "artists", "track_artists")
 
 
@@ -143,6 +145,95 @@ def test_an_import_merged_with_polled_plays_counts_nothing_twice_and_misses_noth
 
     # And polling after the import adds nothing: the export already holds those plays.
     assert poll_user(archivist, user).new_plays == 0
+    assert_each_true_play_stored_once(db_conn, user, world, truth)
+
+
+@dataclass
+class BingeSetup:
+    """Sam polled at t0, just before a binge of more than 60 plays in two hours: polled
+    again at t0 + 2 h, the cursor says plays may be missing in between."""
+
+    user: int
+    archivist: Archivist
+    t0: int
+    start: int  # the first poll's oldest play
+    end: int  # t0 + 2 h, when the second poll comes
+
+    def export(self, world) -> bytes:
+        return export_zip(world, world.account("sim-acct-sam"), self.start, self.end)
+
+    def truth(self, world) -> list:
+        return qualifying(world, "sim-acct-sam", self.start, self.end + 1)
+
+
+def polled_before_a_binge(app, simulator, db_conn) -> BingeSetup:
+    world = simulator.world
+    world.config.access_token_ttl_s = 86_400
+    t0 = REFERENCE_MS - 3 * DAY_MS
+    while len([p for p in world.plays_between(world.account("sim-acct-sam"), t0, t0 + 2 * HOUR_MS)
+               if p.visible]) <= 60:
+        t0 += HOUR_MS
+    freeze(simulator, t0)
+    user = add_users(app, simulator, ["sim-acct-sam"])["sim-acct-sam"]
+    archivist = Archivist.from_app(app)
+    poll_user(archivist, user)
+    return BingeSetup(user, archivist, t0, min(ms for _, ms in archived(db_conn, user)), t0 + 2 * HOUR_MS)
+
+
+def test_an_import_fills_the_gap_a_poll_recorded(app, simulator, importer, db_conn, client):
+    world, binge = simulator.world, polled_before_a_binge(app, simulator, db_conn)
+    freeze(simulator, binge.end)
+    assert poll_user(binge.archivist, binge.user).gap is not None
+    assert db_conn.execute("SELECT count(*) FROM gaps WHERE filled_at IS NULL").fetchone()[0] == 1
+
+    report = importer(binge.user, {"my_spotify_data.zip": binge.export(world)}).report
+    assert report["gaps_filled"] == 1
+    assert db_conn.execute("SELECT count(*) FROM gaps WHERE filled_at IS NULL").fetchone()[0] == 0
+    assert_each_true_play_stored_once(db_conn, binge.user, world, binge.truth(world))
+    sign_in(client, "sim-acct-sam")
+    assert "possible gap" not in client.get("/dashboard").get_data(as_text=True)
+
+
+def test_a_poll_records_no_gap_that_an_import_already_filled(app, simulator, importer, db_conn):
+    """The cursor says plays may be missing; the imported plays since say they are not."""
+    world, binge = simulator.world, polled_before_a_binge(app, simulator, db_conn)
+    assert importer(binge.user, {"my_spotify_data.zip": binge.export(world)}).report["imported"] > 60
+
+    freeze(simulator, binge.end)
+    result = poll_user(binge.archivist, binge.user)
+    assert result.outcome == "archived" and result.gap is None and result.new_plays == 0
+    assert db_conn.execute("SELECT count(*) FROM gaps").fetchone()[0] == 0
+    assert_each_true_play_stored_once(db_conn, binge.user, world, binge.truth(world))
+
+
+def test_a_poll_while_an_import_merges_counts_nothing_twice(app, simulator, db_conn, workers):
+    """The import runs in a real worker; the poll comes while it is saving plays, after it
+    has matched them against the archive: without one lock for both, the poll's 50 plays
+    were stored twice (once polled, once exported, seconds apart)."""
+    world = simulator.world
+    world.config.access_token_ttl_s = 400 * DAY_MS // 1000
+    now = freeze(simulator)
+    user = add_users(app, simulator, ["sim-acct-sam"])["sim-acct-sam"]
+    start = now - 300 * DAY_MS
+    database = app.extensions["database"]
+    with database.session() as session:
+        data = export_zip(world, world.account("sim-acct-sam"), start, now)
+        record = create_import(session, user, [("my_spotify_data.zip", io.BytesIO(data))], "default")
+        queue_import(session, record)
+        import_id = record.id
+
+    def stage():
+        return db_conn.execute("SELECT status, stage FROM imports WHERE id = %s", (import_id,)).fetchone()
+
+    workers()
+    wait_for(lambda: stage()[1] == "saving plays", timeout=120, interval=0.01, message="the import saving plays")
+    during = poll_user(Archivist.from_app(app), user)
+    assert during.outcome == "skipped" and "import" in during.message
+    wait_for(lambda: stage()[0] == "done", timeout=120, message="the import done")
+    after = poll_user(Archivist.from_app(app), user)
+    assert after.outcome == "archived" and after.new_plays == 0  # the export held them
+    truth = qualifying(world, "sim-acct-sam", start, now + 1)
+    assert len(truth) > 10_000
     assert_each_true_play_stored_once(db_conn, user, world, truth)
 
 

@@ -1,6 +1,7 @@
 """One poll of one user, and a batch of them. This is "how a poll works".
 
-    lock the user (advisory lock: no two polls of a user at once, in any process)
+    lock the user (app/archive_lock.py: no two polls of a user, nor a poll and an
+       import's merge, at once, in any process)
     -> take a token from the shared request budget (waits; a 429 pause stops here)
     -> fresh access token (spotify/tokens.py: refresh under a row lock, rotation-safe)
     -> GET recently-played?limit=50 (no `after`: the last 50 always overlap what we have,
@@ -19,15 +20,13 @@ from __future__ import annotations
 
 import logging
 import random
-import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterator
 
 import sqlalchemy as sa
 from flask import Flask
 
+from .. import archive_lock
 from ..config import ArchivalSettings
 from ..db import Database
 from ..models import ArchiveState, User, UserStatus
@@ -38,12 +37,12 @@ from ..time import Clock, datetime_to_ms, ms_to_datetime, utcnow
 from . import cadence, failures
 from .budget import Budget, Exhausted, Paused, Priority
 from .page import Gap, find_gap, parse_page
-from .store import record_gap, store_plays
+from .store import record_gap, store_plays, uncovered
 
 log = logging.getLogger(__name__)
 
-LOCK_NAMESPACE = zlib.crc32(b"audiospective.poll") & 0x7FFFFFFF
 BUDGET_RETRY = timedelta(seconds=30)
+LOCKED_RETRY = timedelta(seconds=20)
 
 
 @dataclass
@@ -104,9 +103,10 @@ def poll_batch(archivist: Archivist, user_ids: list[int], dispatched_at: datetim
 
 def poll_user(archivist: Archivist, user_id: int, *, dispatched_at: datetime | None = None,
               wait_for_lock: bool = False) -> PollResult:
-    with _user_lock(archivist.database, user_id, wait=wait_for_lock) as locked:
-        if not locked:
-            return PollResult(user_id, "skipped", message="another poll of this user is running")
+    with archive_lock.held(archivist.database, user_id, wait=wait_for_lock) as locked:
+        if not locked:  # another poll, or an import merging: try again soon, not after the lease
+            return _reschedule(archivist, user_id, archivist.clock() + LOCKED_RETRY, 0, "skipped",
+                               "another poll or an import of this user is running")
         state = _load(archivist.database, user_id)
         if state is None:
             return PollResult(user_id, "skipped", message="no such user")
@@ -149,6 +149,8 @@ def _poll(archivist: Archivist, user: User, archive: ArchiveState) -> PollResult
         cursor_ms = datetime_to_ms(state.cursor_played_at) if state.cursor_played_at else None
         stored = store_plays(session, user.id, page.plays)
         gap = find_gap(page.item_count, page.oldest_ms, cursor_ms)
+        if gap:  # an import may have filled what the cursor says is missing
+            gap = uncovered(session, user.id, gap)
         if gap:
             record_gap(session, user.id, gap)
         played = [p.played_at_ms for p in page.plays]
@@ -232,22 +234,3 @@ def _load(database: Database, user_id: int) -> tuple[User, ArchiveState] | None:
                               .where(User.id == user_id)).one_or_none()
         return (row[0], row[1]) if row else None
 
-
-@contextmanager
-def _user_lock(database: Database, user_id: int, *, wait: bool) -> Iterator[bool]:
-    """A session-level advisory lock on its own connection: held across the HTTP request
-    (no transaction stays open meanwhile) and released by Postgres if the process dies."""
-    with database.engine.connect() as conn:
-        params = {"ns": LOCK_NAMESPACE, "id": user_id}
-        if wait:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :id)"), params)
-            got = True
-        else:
-            got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :id)"), params).scalar())
-        conn.commit()
-        try:
-            yield got
-        finally:
-            if got:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": LOCK_NAMESPACE, "id": user_id})
-                conn.commit()

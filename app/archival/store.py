@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..matching import WIDEST_MS, same_play
 from ..models import PlaySource
-from ..time import ms_to_datetime
+from ..time import datetime_to_ms, ms_to_datetime
 from .page import Gap, PolledAlbum, PolledArtist, PolledPlay, PolledTrack
 
 
@@ -66,6 +66,21 @@ def store_plays(session: Session, user_id: int, plays: Sequence[PolledPlay]) -> 
            "played_at": [p.played_at for p in fresh],
            "track_id": [track_ids[p.track.spotify_id] for p in fresh]}).scalars().all()
     return Stored(len(inserted), tuple(sorted(inserted)))
+
+
+def uncovered(session: Session, user_id: int, gap: Gap) -> Gap | None:
+    """What is really missing of a gap the cursor suggests, given every play archived (an
+    import may have filled it since the last poll): nothing when imported plays reach the
+    page, else from the newest play archived before the page."""
+    oldest = ms_to_datetime(gap.ends_ms)
+    newest_before, imported_since = session.execute(sa.text("""
+        SELECT (SELECT max(played_at) FROM plays WHERE user_id = :user_id AND played_at < :oldest),
+               EXISTS (SELECT 1 FROM plays WHERE user_id = :user_id AND played_at >= :oldest AND source <> :poll)
+    """), {"user_id": user_id, "oldest": oldest, "poll": int(PlaySource.poll)}).one()
+    if imported_since:
+        return None
+    starts_ms = max(gap.starts_ms, datetime_to_ms(newest_before)) if newest_before else gap.starts_ms
+    return Gap(starts_ms, gap.ends_ms) if starts_ms < gap.ends_ms else None
 
 
 def record_gap(session: Session, user_id: int, gap: Gap) -> None:

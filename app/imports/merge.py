@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from .. import archive_lock
 from ..matching import UNCERTAINTY_MS, WIDEST_MS, sql_same_play
 from ..models import PlaySource
 from .formats import Play
@@ -82,6 +83,11 @@ class Merged:
 
 def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable = lambda name: None) -> Merged:
     extended, account = int(PlaySource.extended_history), int(PlaySource.account_data)
+    # The user's archive lock, until the import commits: a poll waits for the merge (or is
+    # rescheduled), so it never inserts a play the merge has matched or is inserting, and
+    # the merge sees every play a poll committed before it.
+    stage("waiting for a poll in progress")
+    conn.execute(archive_lock.for_transaction_sql("%(user)s"), {"user": user_id})
     stage("removing duplicates within the upload")
     conn.execute("""
         CREATE TEMP TABLE import_rows ON COMMIT DROP AS

@@ -41,7 +41,10 @@ def extended_rows(world: World, account: SimAccount, start_ms: int, end_ms: int)
         ts_ms = play.played_at_ms + jitter_ms
         offline = _unit("offline", account.key, play.played_at_ms) < 0.05
         if offline:
-            sync_ts = sync_ts or ts_ms + 3_600_000  # synced an hour later, all at once
+            # Synced an hour later, all at once; a run of offline plays longer than that is
+            # synced again (a sync never reports a play that has not ended yet).
+            if sync_ts is None or sync_ts < ts_ms:
+                sync_ts = ts_ms + 3_600_000
         else:
             sync_ts = None
         rows.append(_extended_row(world, play, ts_ms if not offline else sync_ts, offline))
