@@ -8,7 +8,6 @@ database, token service, templates) and tests (which pass their own settings).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -37,7 +36,6 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         SESSION_COOKIE_SECURE=settings.spotify_redirect_uri.startswith("https://"),
         REMEMBER_COOKIE_SECURE=settings.spotify_redirect_uri.startswith("https://"),
         REMEMBER_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
         SETTINGS=settings,
     )

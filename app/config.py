@@ -17,6 +17,7 @@ demo client.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -97,6 +98,8 @@ class Settings:
     # Worker liveness: heartbeat period, and how long silence means a worker is gone.
     worker_heartbeat_s: float = 10.0
     stalled_after_s: float = 60.0
+    # How long a sign-in lasts without signing in again (server-side, and the remember cookie).
+    session_days: float = 30.0
 
     @property
     def demo_mode(self) -> bool:
@@ -219,6 +222,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
         worker_heartbeat_s=_parse_number("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS"), 10, minimum=0.5),
         stalled_after_s=_parse_number("WORKER_STALLED_AFTER_SECONDS", get("WORKER_STALLED_AFTER_SECONDS"), 60,
                                       minimum=1),
+        session_days=_parse_number("SESSION_DAYS", get("SESSION_DAYS"), 30, minimum=0.01, maximum=366),
     )
 
 
@@ -293,6 +297,8 @@ def _parse_number(name: str, raw: str | None, default: float, *, minimum: float 
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} is malformed: {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} is malformed: {raw!r} is not a number")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise ConfigError(f"{name} is malformed: must be {bounds}")

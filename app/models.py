@@ -106,7 +106,29 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What flask-login keeps in the session and remember cookies: the token of the
+        sign-in this user object was loaded through (account/sessions.py), never the user
+        id, so that signing out can end exactly that sign-in, everywhere it was copied."""
+        token = getattr(self, "session_token", None)
+        if token is None:
+            raise RuntimeError("a user object without a sign-in cannot be put in a session")
+        return token
+
+
+class UserSession(Base):
+    """One sign-in: what a session cookie and a remember cookie stand for. Ending it
+    (sign-out, sign-out everywhere, expiry) makes every copy of those cookies worthless."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (sa.Index("ix_user_sessions_user_id", "user_id"),)
+
+    token_hash: Mapped[bytes] = mapped_column(sa.LargeBinary, primary_key=True)  # sha256 of the token
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    user_agent: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class SpotifyToken(Base):

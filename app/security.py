@@ -4,6 +4,10 @@
   hidden field; HTMX requests carry it in the `X-CSRFToken` header, which base.html
   sets for the whole page with `hx-headers`. Tokens live as long as the session rather
   than Flask-WTF's default hour, so a page left open overnight still works.
+* Same-origin: a state-changing request that says it comes from another site (its
+  `Origin`, or the browser's `Sec-Fetch-Site: cross-site`) is refused before anything
+  else, even with a valid CSRF token: a token can leak, the browser's word cannot be
+  forged by a page.
 * Content Security Policy without 'unsafe-inline' for scripts or styles: the templates
   load only /static files, and htmx is configured (meta tag) not to inject its own style
   element or evaluate strings.
@@ -18,6 +22,7 @@ from flask_wtf.csrf import CSRFProtect
 from htmx_flask.requests import HtmxAwareRequest
 
 from .config import Settings
+from .errors import problem
 
 csrf = CSRFProtect()
 
@@ -59,12 +64,35 @@ class LimitedRequest(HtmxAwareRequest):
         return super().max_content_length
 
 
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def cross_site(req) -> bool:
+    """Whether a request says it was sent by a page of another site."""
+    if req.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return True
+    origin = req.headers.get("Origin")
+    if origin is None:
+        return False  # older browsers and non-browser clients: the CSRF token decides
+    # Hosts, not schemes: behind a proxy that ends TLS the app sees http for an https page.
+    return urlsplit(origin).netloc.lower() != req.host.lower()
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     app.request_class = LimitedRequest
     app.config["IMPORT_MAX_UPLOAD_BYTES"] = settings.import_max_upload_bytes
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's lifetime
     csrf.init_app(app)
     csp = content_security_policy(settings)
+
+    # Runs after Flask-WTF's token check (registered first): a foreign request with a bad
+    # token gets the expired-form page, one with a good token this.
+    @app.before_request
+    def refuse_cross_site_changes():
+        if request.method in UNSAFE_METHODS and cross_site(request):
+            return problem("This request came from another site",
+                           "For your safety, changes can only be made from Audiospective's own pages. "
+                           "Go back to Audiospective and try again there.", status=403)
 
     @app.after_request
     def security_headers(response: Response) -> Response:

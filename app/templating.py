@@ -3,6 +3,7 @@ so a page of any area prints times and durations the same way):
 
     local      a UTC instant in the signed-in user's time zone
     duration   milliseconds as "3 h 12 min"
+    browser    a User-Agent as a person would say it ("Firefox on Linux")
     spotify_url, entity_url   links to an item on Spotify and to its page here
     demo_mode  whether this instance talks to the simulator (the banner)
 
@@ -36,6 +37,22 @@ def duration(ms: int | None) -> str:
     return f"{minutes // 60:,} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
+             ("Safari/", "Safari"))
+_SYSTEMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Windows", "Windows"),
+            ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
+
+
+def browser(user_agent: str | None) -> str:
+    if not user_agent:
+        return "An unknown browser"
+    name = next((n for marker, n in _BROWSERS if marker in user_agent), None)
+    system = next((s for marker, s in _SYSTEMS if marker in user_agent), None)
+    if name is None:  # a script or an app: its own first word says what it is
+        return user_agent.split(" ", 1)[0][:40]
+    return f"{name} on {system}" if system else name
+
+
 def spotify_url(kind: str, spotify_id: str | None) -> str | None:
     """The item on Spotify (their attribution rule: shown metadata links back)."""
     return f"https://open.spotify.com/{kind.rstrip('s')}/{spotify_id}" if spotify_id else None
@@ -48,5 +65,6 @@ def entity_url(kind: str, entity_id: int | None) -> str | None:
 def init_app(app: Flask, *, demo_mode: bool) -> None:
     app.add_template_filter(local)
     app.add_template_filter(duration)
+    app.add_template_filter(browser)
     globals_: dict[str, Any] = {"spotify_url": spotify_url, "entity_url": entity_url, "demo_mode": demo_mode}
     app.jinja_env.globals.update(globals_)

@@ -7,13 +7,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from authlib.integrations.flask_client import OAuth
 from flask import Flask
 from flask_login import LoginManager
 
+from ..account import sessions
 from ..config import Settings
 from ..db import get_session
 from ..models import User
+from ..time import now
 from .routes import bp
 
 # The one scope archival needs; asking for less than everything is a courtesy users notice.
@@ -26,11 +30,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     login_manager.login_message = "Sign in with Spotify to see your archive."
     login_manager.login_message_category = "info"
 
+    # The cookies hold a sign-in's token, checked server-side on every request.
     @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
-            return None
-        return get_session().get(User, int(user_id))
+    def load_user(token: str) -> User | None:
+        return sessions.resume(get_session(), token, now=now())
+
+    app.config["REMEMBER_COOKIE_DURATION"] = timedelta(days=settings.session_days)
+    app.config["REMEMBER_COOKIE_HTTPONLY"] = True
 
     # One OAuth registry per app, so tests can run apps pointed at different simulators.
     oauth = OAuth(app)

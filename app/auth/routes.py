@@ -8,12 +8,15 @@ not exchange, an account missing from a development-mode app's allow-list, Spoti
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import requests
 from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
 from flask import Blueprint, current_app, redirect, request, url_for
+from flask import session as flask_session
 from flask_login import current_user, login_required, login_user, logout_user
 
+from ..account import sessions
 from ..db import get_session
 from ..errors import problem
 from ..spotify.errors import NotAllowListed, RateLimited, SpotifyError
@@ -100,7 +103,11 @@ def callback():
         cipher=current_app.extensions["token_cipher"],
         now=now(),
     )
+    settings = current_app.config["SETTINGS"]
+    sessions.start(session, user, now=now(), lifetime=timedelta(days=settings.session_days),
+                   user_agent=request.headers.get("User-Agent"))
     session.commit()
+    flask_session.clear()  # nothing from before the sign-in carries over (fixation)
     login_user(user, remember=True)
     log.info("user %s signed in", user.id)
     return redirect(url_for("stats.dashboard"))
@@ -109,6 +116,11 @@ def callback():
 @bp.post("/logout")
 @login_required
 def logout():
+    """Ends this sign-in server-side: the session and remember cookies stop working
+    wherever they are, not only in this browser."""
+    session = get_session()
+    sessions.end(session, current_user.get_id(), now=now())
+    session.commit()
     logout_user()
     return redirect(url_for("public.landing"))
 
