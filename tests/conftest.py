@@ -186,6 +186,25 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture
+def importer(app):
+    """importer(user_id, {name: bytes}, rule) -> the finished import row (what the job does)."""
+    import io
+
+    from app.imports.service import create_import, run_import
+    from app.imports.sources import Limits
+
+    database = app.extensions["database"]
+
+    def import_files(user_id: int, files: dict[str, bytes], rule: str = "default", limits: Limits = Limits()):
+        with database.session() as session:
+            record = create_import(session, user_id, [(name, io.BytesIO(data)) for name, data in files.items()], rule)
+            import_id = record.id
+        return run_import(database, import_id, limits=limits)
+
+    return import_files
+
+
 def add_users(app, simulator: Simulator, keys) -> dict[str, int]:
     """Users signed in as these simulator accounts, without the browser round trip."""
     from app.auth.signin import sign_in as sign_in_profile

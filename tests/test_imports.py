@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.archival.poll import Archivist, poll_user
-from app.imports.service import create_import, queue_import, run_import
+from app.imports.service import create_import, queue_import
 from app.imports.sources import Limits
 from app.simulator.export import ROWS_PER_FILE, account_rows, export_zip, extended_rows
 from conftest import REFERENCE_MS, add_users, archived, freeze, sign_in, wait_for
@@ -22,20 +22,6 @@ from conftest import REFERENCE_MS, add_users, archived, freeze, sign_in, wait_fo
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 CATALOGUE_TABLES = ("plays", "tracks", "albums", "artists", "track_artists")
-
-
-@pytest.fixture
-def importer(app, tmp_path):
-    """import_files(user_id, {name: bytes}, rule) -> the finished import row."""
-    database = app.extensions["database"]
-
-    def import_files(user_id: int, files: dict[str, bytes], rule: str = "default", limits: Limits = Limits()):
-        with database.session() as session:
-            record = create_import(session, user_id, [(name, io.BytesIO(data)) for name, data in files.items()], rule)
-            import_id = record.id
-        return run_import(database, import_id, limits=limits)
-
-    return import_files
 
 
 def counts(db_conn) -> dict[str, int]:

@@ -4,18 +4,23 @@ Two kinds carry music plays (docs/spotify.md, "Data export files"):
 
 * extended streaming history: `Streaming_History_Audio_*.json` (older: `endsong_*.json`),
   rows with `ts` (end, UTC, to the second), `ms_played`, names, `spotify_track_uri`, the
-  reasons a play started and ended, `offline`/`offline_timestamp`, `incognito_mode`;
+  reasons a play started and ended, `offline`/`offline_timestamp`, `incognito_mode`.
+  Files from 2020 and before have no `spotify_track_uri` at all: their plays are known
+  by names, as account data's are;
 * account data: `StreamingHistory_music_*.json` (older: `StreamingHistory<N>.json`),
   rows `{endTime: "2020-12-22 16:43", artistName, trackName, msPlayed}`: the past year
-  only, names only, to the minute.
+  only, names only, to the minute. The older files mix podcast episodes in, with the
+  show as `artistName`: the service skips those when the upload's extended history
+  names the show.
 
-Everything else (video and podcast histories, `Userdata.json`, `Payments.json`, …) is
-never opened: it is listed in the report as ignored.
+Everything else (video, podcast and audiobook histories, `Userdata.json`,
+`Payments.json`, …) is never opened: it is listed in the report as ignored. A JSON file
+with a name we do not know is read only if its first row has the fields of a play.
 
 The counting rule is explicit and chosen per import. Every row gets exactly one verdict:
 a play, or the first of these reasons that applies: malformed row, podcast episode,
-audiobook, private session, no track id, then the rule's own (short play: under 30 s;
-or not finished: `reason_end` other than `trackdone`).
+audiobook, private session, no track id (neither an id nor a name), then the rule's own
+(short play: under 30 s; or not finished: `reason_end` other than `trackdone`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ _PATTERNS = [
     (re.compile(r"^streaminghistory\d*\.json$", re.I), ACCOUNT, None),
     (re.compile(r"^streaming_?history_video_.*\.json$", re.I), IGNORED, "video streams are not music plays"),
     (re.compile(r"^streaminghistory_podcast_\d+\.json$", re.I), IGNORED, "podcast history is not music plays"),
+    (re.compile(r"^streaming_?history_?audiobook.*\.json$", re.I), IGNORED, "audiobook history is not music plays"),
 ]
 _BAD_TEXT = str.maketrans("", "", "\x00")  # Postgres text cannot hold NUL
 _EXTENDED_SOURCE = int(PlaySource.extended_history)
@@ -79,11 +85,13 @@ def classify(name: str) -> tuple[str, str | None]:
 
 
 def sniff(first_row: Any) -> str | None:
-    """The kind of a JSON file with an unfamiliar name, from its first row."""
+    """The kind of a JSON file with an unfamiliar name, from its first row: only the fields
+    of a music play will do (an audiobook or podcast history has endTime and msPlayed too)."""
     if isinstance(first_row, dict):
-        if "ts" in first_row and "ms_played" in first_row:
+        if "ts" in first_row and "ms_played" in first_row and (
+                "master_metadata_track_name" in first_row or "spotify_track_uri" in first_row):
             return EXTENDED
-        if "endTime" in first_row and "msPlayed" in first_row:
+        if "endTime" in first_row and "msPlayed" in first_row and "trackName" in first_row:
             return ACCOUNT
     return None
 
@@ -111,7 +119,9 @@ def read_extended(row: Any, rule: str) -> Play | str:
         return PRIVATE
     track_id = uri[14:] if uri and len(uri) == 36 and uri.startswith("spotify:track:") else ""
     if not (track_id.isalnum() and track_id.isascii()):
-        return NO_TRACK_ID
+        if uri is not None or not _clean(track):  # a local file, a removed track: nothing to go by
+            return NO_TRACK_ID
+        track_id = None  # older files have no URIs: a play known by its names
     if rule == "finished":
         if reason_end != "trackdone":
             return NOT_FINISHED
@@ -126,6 +136,15 @@ def read_extended(row: Any, rule: str) -> Play | str:
         album_name=_clean(album),
         ms_played=ms_played,
     )
+
+
+def show_of(row: Any) -> str | None:
+    """The podcast show an extended-history row names (lower case), if it is an episode."""
+    if type(row) is dict:
+        show = row.get("episode_show_name")
+        if type(show) is str and _storable(show) and show.strip():
+            return show.strip().lower()
+    return None
 
 
 def identify(row: dict) -> tuple[int, str] | None:

@@ -9,8 +9,9 @@ tables disappear with it. Order of work:
    its verdict stands);
 2. tracks: extended rows name their track by Spotify id: unknown ones are created with the
    export's names and linked to name-only album and artist rows until enrichment resolves
-   them; account-data rows are matched by track and artist name against what this user has
-   played (and this upload names), else become name-only tracks;
+   them; rows without an id (account data, and extended history from before 2021) are
+   matched by track and artist name against what this user has played (and this upload
+   names), else become name-only tracks;
 3. plays already in the archive (polled, or imported before): same track, and ends
    within matching.py's window;
 4. everything else is inserted.
@@ -117,7 +118,8 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
 
     stage("finding tracks")
     new_tracks = _resolve_by_spotify_id(conn)
-    name_only = _resolve_by_names(conn, user_id) if has_account else 0
+    has_names = _count(conn, "SELECT count(*) FROM import_rows WHERE spotify_id IS NULL AND NOT duplicate") > 0
+    name_only = _resolve_by_names(conn, user_id) if has_names else 0
     conn.execute("CREATE INDEX ON import_rows (track_id, played_at)")
     conn.execute("ANALYZE import_rows")
 
@@ -165,13 +167,7 @@ def _resolve_by_spotify_id(conn: psycopg.Connection) -> int:
          ORDER BY r.spotify_id, r.row_no
     """)
     _name_only_artists(conn, "SELECT artist_name FROM import_new_tracks")
-    conn.execute("""
-        INSERT INTO albums (name, artist_name)
-        SELECT DISTINCT ON (lower(album_name), lower(artist_name)) album_name, artist_name
-          FROM import_new_tracks WHERE album_name IS NOT NULL
-         ORDER BY lower(album_name), lower(artist_name), album_name
-        ON CONFLICT (lower(name), lower(artist_name)) WHERE spotify_id IS NULL DO NOTHING
-    """)
+    _name_only_albums(conn, "SELECT album_name, artist_name FROM import_new_tracks")
     created = conn.execute("""
         WITH inserted AS (
             INSERT INTO tracks (spotify_id, name, album_id)
@@ -197,9 +193,9 @@ def _resolve_by_spotify_id(conn: psycopg.Connection) -> int:
 
 
 def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
-    """Account-data rows: by (track, artist) names among this user's tracks and this upload's;
-    returns how many name-only tracks had to be created."""
-    account = int(PlaySource.account_data)
+    """Rows without a Spotify id: by (track, artist) names among this user's tracks and this
+    upload's; returns how many name-only tracks had to be created (with their album, when
+    the row names one)."""
     conn.execute("""
         CREATE TEMP TABLE import_names ON COMMIT DROP AS
         SELECT DISTINCT ON (lower(t.name), lower(a.name)) lower(t.name) AS track_key, lower(a.name) AS artist_key,
@@ -211,20 +207,24 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
           JOIN artists a ON a.id = ta.artist_id
          ORDER BY lower(t.name), lower(a.name), t.spotify_id IS NULL, t.id
     """, {"user": user_id})
-    conn.execute(f"""
+    conn.execute("""
         UPDATE import_rows r SET track_id = n.track_id FROM import_names n
-         WHERE r.source = {account} AND NOT r.duplicate
+         WHERE r.spotify_id IS NULL AND NOT r.duplicate
            AND n.track_key = lower(r.track_name) AND n.artist_key = lower(r.artist_name)
     """)
-    _name_only_artists(conn, f"SELECT artist_name FROM import_rows WHERE source = {account} AND NOT duplicate "
-                             "AND track_id IS NULL")
+    unresolved = "FROM import_rows WHERE spotify_id IS NULL AND NOT duplicate AND track_id IS NULL"
+    _name_only_artists(conn, f"SELECT artist_name {unresolved}")
+    _name_only_albums(conn, f"SELECT album_name, artist_name {unresolved}")
     created = conn.execute(f"""
         WITH wanted AS (
-            SELECT DISTINCT ON (lower(track_name), lower(artist_name)) track_name, artist_name
-              FROM import_rows WHERE source = {account} AND NOT duplicate AND track_id IS NULL
-             ORDER BY lower(track_name), lower(artist_name), track_name
+            SELECT DISTINCT ON (lower(track_name), lower(artist_name)) track_name, artist_name, album_name
+              {unresolved}
+             ORDER BY lower(track_name), lower(artist_name), album_name IS NULL, row_no
         ), inserted AS (
-            INSERT INTO tracks (name, artist_name) SELECT track_name, artist_name FROM wanted
+            INSERT INTO tracks (name, artist_name, album_id)
+            SELECT w.track_name, w.artist_name, al.id FROM wanted w
+              LEFT JOIN albums al ON al.spotify_id IS NULL AND lower(al.name) = lower(w.album_name)
+                                 AND lower(al.artist_name) = lower(w.artist_name)
             ON CONFLICT (lower(name), lower(artist_name)) WHERE spotify_id IS NULL DO NOTHING
             RETURNING id, artist_name
         ), linked AS (
@@ -235,9 +235,9 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
         )
         SELECT count(*) FROM inserted
     """).fetchone()[0]
-    conn.execute(f"""
+    conn.execute("""
         UPDATE import_rows r SET track_id = t.id FROM tracks t
-         WHERE r.source = {account} AND NOT r.duplicate AND r.track_id IS NULL AND t.spotify_id IS NULL
+         WHERE r.spotify_id IS NULL AND NOT r.duplicate AND r.track_id IS NULL AND t.spotify_id IS NULL
            AND lower(t.name) = lower(r.track_name) AND lower(t.artist_name) = lower(r.artist_name)
     """)
     return created
@@ -256,6 +256,16 @@ def _name_only_artists(conn: psycopg.Connection, names_query: str) -> None:
         SELECT DISTINCT ON (lower(artist_name)) artist_name FROM ({names_query}) n
          WHERE artist_name <> '' ORDER BY lower(artist_name), artist_name
         ON CONFLICT (lower(name)) WHERE spotify_id IS NULL DO NOTHING
+    """)
+
+
+def _name_only_albums(conn: psycopg.Connection, names_query: str) -> None:
+    conn.execute(f"""
+        INSERT INTO albums (name, artist_name)
+        SELECT DISTINCT ON (lower(album_name), lower(artist_name)) album_name, artist_name FROM ({names_query}) n
+         WHERE album_name IS NOT NULL
+         ORDER BY lower(album_name), lower(artist_name), album_name
+        ON CONFLICT (lower(name), lower(artist_name)) WHERE spotify_id IS NULL DO NOTHING
     """)
 
 

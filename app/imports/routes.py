@@ -105,6 +105,6 @@ SKIP_LABELS = {
     "podcast_episode": "Podcast episodes",
     "audiobook": "Audiobooks",
     "private_session": "Private sessions",
-    "no_track_id": "No Spotify track id (local files, removed tracks)",
+    "no_track_id": "Neither a Spotify track id nor a name (local files, removed tracks)",
     "malformed_row": "Rows that could not be read",
 }

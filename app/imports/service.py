@@ -145,7 +145,9 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
     try:
         for source in sources:
             uploads.append(Upload(source.path, source.name, limits))
-        members = [m for u in uploads for m in u.members]
+        # Extended history first: its podcast episodes name the shows that older account-data
+        # files list as artists.
+        members = sorted((m for u in uploads for m in u.members), key=lambda m: m.kind != formats.EXTENDED)
         readable = [m for m in members if m.kind != formats.IGNORED]
         if not readable:
             names = ", ".join(sorted({m.name.rsplit("/", 1)[-1] for m in members})[:5])
@@ -159,6 +161,7 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
         # Only needed when account data must be matched against skipped extended rows.
         keep_skipped = any(m.kind == formats.ACCOUNT for m in readable) and any(
             m.kind == formats.EXTENDED for m in readable)
+        shows: set[str] = set()  # podcast shows the extended history names, in lower case
         with psycopg.connect(database.url) as conn:  # the import's one transaction
             row_no = 0
             with Stager(conn) as stager:
@@ -173,10 +176,17 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
                     for row in rows(member, meter):
                         row_no += 1
                         verdict = read(row, rule)
+                        if shows and member.kind == formats.ACCOUNT and not isinstance(verdict, str) \
+                                and verdict.artist_name.lower() in shows:
+                            verdict = formats.EPISODE  # an episode listed as music, the show as its artist
                         if isinstance(verdict, str):
                             file_counts[verdict] += 1
                             if verdict == formats.MALFORMED:
                                 first_problem = first_problem or file_counts.total()
+                            elif verdict == formats.EPISODE and member.kind == formats.EXTENDED:
+                                show = formats.show_of(row)
+                                if show:
+                                    shows.add(show)
                             elif keep_skipped and member.kind == formats.EXTENDED:
                                 identity = formats.identify(row)
                                 if identity:
