@@ -13,6 +13,7 @@ from typing import Iterator
 import sqlalchemy as sa
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import IntegerConverter
 
 from .config import Settings, sqlalchemy_url
 from .embedded_pg import ensure_server
@@ -50,8 +51,17 @@ class Database:
         self.engine.dispose()
 
 
+class IdConverter(IntegerConverter):
+    """`<id:name>` in a route: a row id, which Postgres keeps in 32 bits. A bigger number
+    names no row: 404, not an out-of-range error from the database."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, *args, max=2**31 - 1, **kwargs)
+
+
 def init_app(app: Flask, database: Database) -> None:
     app.extensions["database"] = database
+    app.url_map.converters["id"] = IdConverter
     app.teardown_appcontext(_close_request_session)
 
 

@@ -88,6 +88,15 @@ def init_app(app: Flask, settings: Settings) -> None:
     # Runs after Flask-WTF's token check (registered first): a foreign request with a bad
     # token gets the expired-form page, one with a good token this.
     @app.before_request
+    def refuse_unusable_input():
+        """NUL cannot be stored in or compared with Postgres text: whatever route a NUL is
+        sent to, it is the sender's mistake (or probe), answered before any view runs."""
+        fields = request.args if request.method not in UNSAFE_METHODS else request.values
+        if any("\x00" in key or any("\x00" in value for value in fields.getlist(key)) for key in fields):
+            return problem("That request cannot be used",
+                           "It contains a NUL character, which no search, date or name can hold.", status=400)
+
+    @app.before_request
     def refuse_cross_site_changes():
         if request.method in UNSAFE_METHODS and cross_site(request):
             return problem("This request came from another site",

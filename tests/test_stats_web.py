@@ -212,3 +212,28 @@ def test_column_chart_skips_tick_labels_that_would_overlap():
         start = {"start": x, "end": x - width, "middle": x - width / 2}[anchor]
         extents.append((start, start + width))
     assert all(a[1] <= b[0] for a, b in zip(extents, extents[1:])), extents
+
+
+@pytest.mark.parametrize("url, status", [
+    ("/history?q=%00", 400),
+    ("/history/more?q=a%00b", 400),
+    ("/settings?x%00=1", 400),
+    ("/history?date=9999-12-31", 400),
+    ("/history?date=0001-01-01", 400),
+    ("/history?cursor=99999999999999999999.1", 400),
+    ("/history?cursor=-99999999999999999999.1", 400),
+    ("/history/more?cursor=1.99999999999999999999", 400),
+    ("/import/2147483648", 404),
+    ("/import/9223372036854775808/progress", 404),
+    ("/track/99999999999999999999", 404),
+])
+def test_hostile_input_gets_a_clear_answer_not_a_500(client, two_users, url, status):
+    response = client.get(url)
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert "Something went wrong" not in response.get_data(as_text=True)
+
+
+def test_a_search_with_a_nul_in_a_form_is_refused_too(client, two_users):
+    response = client.post("/settings", data={"csrf_token": csrf_token(client, "/settings"), "timezone": "UTC\x00",
+                                              "rank_by": "plays"})
+    assert response.status_code == 400 and "NUL character" in response.get_data(as_text=True)

@@ -47,13 +47,13 @@ def upload():
     return redirect(url_for("imports.show", import_id=record.id), code=303)
 
 
-@bp.get("/<int:import_id>")
+@bp.get("/<id:import_id>")
 @login_required
 def show(import_id: int):
     return render_template("imports/show.html", record=_own_import(import_id), **_context())
 
 
-@bp.get("/<int:import_id>/progress")
+@bp.get("/<id:import_id>/progress")
 @login_required
 def progress(import_id: int):
     """The progress fragment; it stops polling itself once the import has finished."""

@@ -35,6 +35,8 @@ class Cursor:
     def decode(cls, text: str | None) -> Cursor | None:
         try:
             ms, track_id = (text or "").split(".")
+            if not 0 <= int(track_id) < 2**31:  # a track id that fits no row
+                return None
             return cls(ms_to_datetime(int(ms)), int(track_id))
         except (ValueError, OverflowError):  # not a cursor, or beyond the calendar
             return None

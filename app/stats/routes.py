@@ -12,11 +12,12 @@ from flask_login import current_user, login_required
 from ..account.preferences import rank_by
 from ..archival.health import archive_health
 from ..db import get_database, get_session
+from ..errors import problem as error_problem
 from ..spotify.tokens import reauthorise_by
 from ..time import now, zone
 from . import charts, entities, history, queries
 from .cache import FragmentCache, archive_version
-from .periods import PERIODS, Period, PeriodError, local_midnight, resolve
+from .periods import EARLIEST, PERIODS, Period, PeriodError, local_midnight, resolve
 
 bp = Blueprint("stats", __name__)
 
@@ -116,7 +117,7 @@ def archive_health_panel():
 # --- entity pages ----------------------------------------------------------------------------
 
 
-@bp.get("/<any(artist, album, track):kind>/<int:entity_id>")
+@bp.get("/<any(artist, album, track):kind>/<id:entity_id>")
 @login_required
 def entity(kind: str, entity_id: int):
     with get_database().engine.connect() as conn:
@@ -132,14 +133,19 @@ def entity(kind: str, entity_id: int):
 
 
 def _history_args() -> tuple[str, history.Cursor | None, str | None]:
+    """(search, where to start, what is wrong with the request, if anything)."""
     query = (request.args.get("q") or "").strip()[:100]
     cursor = history.Cursor.decode(request.args.get("cursor"))
     problem = None
-    if cursor is None and request.args.get("date"):
+    if cursor is None and request.args.get("cursor"):
+        problem = "That link to a page of your history is broken; here are your latest plays."
+    elif cursor is None and request.args.get("date"):
         try:
             day = date.fromisoformat(request.args["date"])
+            if not EARLIEST <= day <= now().date() + timedelta(days=1):
+                raise ValueError(day)
             cursor = history.Cursor.at(local_midnight(day + timedelta(days=1), zone(current_user.timezone)))
-        except ValueError:
+        except (ValueError, OverflowError):
             problem = "That is not a date."
     return query, cursor, problem
 
@@ -156,14 +162,16 @@ def history_page():
     query, cursor, problem = _history_args()
     rows, next_cursor = _history_page(query, cursor)
     return render_template("stats/history.html", rows=rows, next_cursor=next_cursor, query=query, problem=problem,
-                           date_value=request.args.get("date", ""), previous_day=None)
+                           date_value=request.args.get("date", ""), previous_day=None), 400 if problem else 200
 
 
 @bp.get("/history/more")
 @login_required
 def history_more():
     """The next page of rows, and a new sentinel that loads the one after when revealed."""
-    query, cursor, _ = _history_args()
+    query, cursor, problem = _history_args()
+    if problem:
+        return error_problem("That page cannot be loaded", problem, status=400)
     rows, next_cursor = _history_page(query, cursor)
     previous = cursor.played_at.astimezone(zone(current_user.timezone)).strftime("%Y-%m-%d") if cursor else None
     return render_template("stats/_history_rows.html", rows=rows, next_cursor=next_cursor, query=query,
