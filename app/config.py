@@ -94,6 +94,7 @@ class Settings:
     generated_secrets: tuple[str, ...] = field(default=())
     archival: ArchivalSettings = field(default_factory=ArchivalSettings)
     import_max_upload_bytes: int = 512 * 1024**2
+    import_max_waiting: int = 2  # a person's imports queued or running at once
     import_max_expanded_bytes: int = 4 * 1024**3
     # Worker liveness: heartbeat period, and how long silence means a worker is gone.
     worker_heartbeat_s: float = 10.0
@@ -217,6 +218,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
         archival=archival,
         import_max_upload_bytes=int(_parse_number("IMPORT_MAX_UPLOAD_MB", get("IMPORT_MAX_UPLOAD_MB"), 512,
                                                   minimum=1) * 1024**2),
+        import_max_waiting=int(_parse_number("IMPORT_MAX_WAITING", get("IMPORT_MAX_WAITING"), 2, minimum=1,
+                                             maximum=100)),
         import_max_expanded_bytes=int(_parse_number("IMPORT_MAX_EXPANDED_MB", get("IMPORT_MAX_EXPANDED_MB"), 4096,
                                                     minimum=1) * 1024**2),
         worker_heartbeat_s=_parse_number("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS"), 10, minimum=0.5),

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from typing import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, has_app_context, request
@@ -66,6 +67,19 @@ class LimitedRequest(HtmxAwareRequest):
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+# Checks that must answer before a request's body is read (endpoint -> check returning a
+# response to refuse with, or None): a large upload is refused before the server spends
+# its disk on it. They run ahead of the CSRF check, which reads the body.
+_BEFORE_BODY: dict[str, Callable[[], object]] = {}
+
+
+def before_body(endpoint: str):
+    """Register `check` to run for `endpoint` before its body is read."""
+    def register(check: Callable[[], object]) -> Callable[[], object]:
+        _BEFORE_BODY[endpoint] = check
+        return check
+    return register
+
 
 def cross_site(req) -> bool:
     """Whether a request says it was sent by a page of another site."""
@@ -82,7 +96,12 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.request_class = LimitedRequest
     app.config["IMPORT_MAX_UPLOAD_BYTES"] = settings.import_max_upload_bytes
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's lifetime
-    csrf.init_app(app)
+    @app.before_request
+    def check_before_body():
+        check = _BEFORE_BODY.get(request.endpoint or "")
+        return check() if check and request.method in UNSAFE_METHODS else None
+
+    csrf.init_app(app)  # after check_before_body: Flask runs before_request hooks in order
     csp = content_security_policy(settings)
 
     # Runs after Flask-WTF's token check (registered first): a foreign request with a bad

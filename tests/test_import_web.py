@@ -8,12 +8,13 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
+import requests
 
 from app import create_app
 from app.config import load_settings
 from app.imports.service import run_import
 from app.simulator.export import export_zip, synthetic_history, synthetic_zip
-from conftest import app_environ, csrf_token, freeze, sign_in, wait_for
+from conftest import app_environ, callback_path, consent, csrf_token, freeze, sign_in, wait_for
 
 DAY_MS = 86_400_000
 
@@ -210,3 +211,65 @@ def test_a_job_whose_worker_dies_twice_is_failed_with_a_message_not_retried_fore
     assert db_conn.execute("SELECT count(*) FROM import_chunks").fetchone()[0] == 0
     assert db_conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')").fetchone()[0] \
         == 0
+
+
+def test_a_person_cannot_queue_imports_without_end(riley, db_conn):
+    good = json.dumps([{"endTime": "2024-05-01 12:00", "artistName": "A", "trackName": "T", "msPlayed": 200_000}])
+    for _ in range(2):  # no worker runs: both wait
+        assert upload(riley, {"StreamingHistory_music_0.json": good.encode()}).status_code == 303
+    refused = upload(riley, {"StreamingHistory_music_0.json": good.encode()})
+    assert refused.status_code == 429
+    assert "You already have 2 imports waiting or running" in refused.get_data(as_text=True)
+    assert db_conn.execute("SELECT count(*) FROM imports").fetchone()[0] == 2
+    db_conn.execute("UPDATE imports SET status = 'done' WHERE id = 1")
+    assert upload(riley, {"StreamingHistory_music_0.json": good.encode()}).status_code == 303  # room again
+
+
+def raw_upload(url: str, cookie: str, token: str, body_chunks, *, chunked: bool, length: int | None = None):
+    """POST /import over a socket, as a script would: returns (status line, bytes sent)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    head = ["POST /import HTTP/1.1", f"Host: {parts.netloc}", f"Cookie: {cookie}", f"X-CSRFToken: {token}",
+            "Content-Type: multipart/form-data; boundary=xyz"]
+    head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
+    sent = 0
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        conn.settimeout(0.05)
+        for chunk in body_chunks:
+            try:
+                if conn.recv(1, socket.MSG_PEEK):
+                    break  # the server has answered: stop sending
+            except (socket.timeout, BlockingIOError):
+                pass
+            try:
+                conn.sendall((f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") if chunked else chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        conn.settimeout(10)
+        return conn.recv(200).split(b"\r\n", 1)[0].decode(), sent
+
+
+def test_an_upload_of_unknown_size_is_refused_before_it_is_read(app, simulator, database_url):
+    """A chunked body names no size: werkzeug would spool it to disk up to the limit (512 MB)
+    before refusing it. It is refused at once instead."""
+    from conftest import ServerThread
+
+    server = ServerThread(app)
+    try:
+        browser = requests.Session()
+        authorize = browser.get(f"{server.url}/auth/login", allow_redirects=False, timeout=10).headers["Location"]
+        browser.get(f"{server.url}{callback_path(consent(authorize, 'sim-acct-riley'))}", timeout=30)
+        token = re.search(r'"X-CSRFToken": "([^"]+)"', browser.get(f"{server.url}/import", timeout=10).text).group(1)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+        endless = (b"x" * 1024 * 1024 for _ in range(600))  # 600 MB, if anyone read it all
+        status, sent = raw_upload(server.url, cookie, token, endless, chunked=True)
+        assert status == "HTTP/1.1 411 LENGTH REQUIRED" and sent < 50 * 1024 * 1024
+        too_big = (b"x" * 1024 * 1024 for _ in range(600))
+        status, sent = raw_upload(server.url, cookie, token, too_big, chunked=False, length=600 * 1024 * 1024)
+        assert status == "HTTP/1.1 413 REQUEST ENTITY TOO LARGE" and sent < 50 * 1024 * 1024
+    finally:
+        server.stop()

@@ -8,8 +8,9 @@ from werkzeug.utils import secure_filename
 
 from ..db import get_session
 from ..models import Import, ImportStatus
+from ..security import before_body
 from . import formats
-from .service import create_import, queue_import
+from .service import create_import, queue_import, waiting_imports
 from .sources import EMPTY_ZIP_MAGIC, ZIP_MAGIC, InputError
 
 bp = Blueprint("imports", __name__, url_prefix="/import")
@@ -45,6 +46,23 @@ def upload():
     queue_import(session, record)
     session.commit()
     return redirect(url_for("imports.show", import_id=record.id), code=303)
+
+
+@before_body("imports.upload")
+def _upload_allowed():
+    """Refusals that need no byte of the upload: its size unknown (a chunked body would be
+    spooled to disk until the limit), or this person already waiting for imports."""
+    if not current_user.is_authenticated:
+        return None  # login_required answers
+    if request.content_length is None:
+        return _page("Your browser did not say how large the upload is; upload the file from the Import page.",
+                     status=411)
+    settings = current_app.config["SETTINGS"]
+    waiting = waiting_imports(get_session(), current_user.id)
+    if waiting >= settings.import_max_waiting:
+        return _page(f"You already have {waiting} imports waiting or running. Upload more once one has finished "
+                     "(this page follows their progress).", status=429)
+    return None
 
 
 @bp.get("/<id:import_id>")

@@ -87,6 +87,12 @@ def create_import(session: Session, user_id: int, uploads: Iterable[tuple[str, I
     return record
 
 
+def waiting_imports(session: Session, user_id: int) -> int:
+    """The person's imports queued or running."""
+    return session.scalar(sa.select(sa.func.count()).select_from(Import).where(
+        Import.user_id == user_id, Import.status.in_([ImportStatus.queued.value, ImportStatus.running.value])))
+
+
 def queue_import(session: Session, record: Import) -> None:
     """Defer the import's job in the upload's transaction. One import per user runs at a
     time: their merges would otherwise race over the same plays."""
