@@ -22,9 +22,11 @@ from .time import Clock, utcnow
 
 
 def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None,
-               pool_size: int = 10, clock: Clock = utcnow) -> Flask:
-    """`clock` is every "now" the app asks for (time.now()); tests pass the simulator's."""
-    settings = settings or load_settings()
+               pool_size: int = 10, clock: Clock = utcnow, require_spotify: bool = True) -> Flask:
+    """`clock` is every "now" the app asks for (time.now()); tests pass the simulator's.
+    `require_spotify=False` is for commands that never talk to Spotify (an import, adding a
+    user): they must not refuse to start for want of a Spotify app."""
+    settings = settings or load_settings(require_spotify=require_spotify)
     configure_logging(settings.log_level)
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))

@@ -118,8 +118,8 @@ class Settings:
 def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: bool = True) -> Settings:
     """Read and validate the whole configuration; raise ConfigError on the first problem.
 
-    `require_spotify=False` is for commands that never talk to Spotify (migrations): they
-    must work before anyone has registered a Spotify app.
+    `require_spotify=False` is for commands that never talk to Spotify (migrations,
+    imports, adding users): they must work before anyone has registered a Spotify app.
     """
     env = os.environ if environ is None else environ
 

@@ -140,3 +140,21 @@ def test_archival_settings_are_read_and_checked():
 def test_malformed_archival_settings_are_named(name, value):
     with pytest.raises(ConfigError, match=f"^{name} is malformed"):
         load_settings(deployed(**{name: value}))
+
+
+def test_commands_ask_only_for_the_settings_they_use(database_url, tmp_path, db_conn):
+    """No Spotify app registered yet: adding a user and importing their history work (they
+    never talk to Spotify); polling says what it lacks."""
+    env = {"DATABASE_URL": database_url, "SECRET_KEY": "s" * 40, "TOKEN_ENCRYPTION_KEY": GOOD_KEY,
+           "AUDIOSPECTIVE_DATA_DIR": str(tmp_path)}
+    added = cli("users", "add", "--spotify-id", "family", "--name", "Family", env=env)
+    assert added.returncode == 0, added.stderr
+    history = tmp_path / "StreamingHistory_music_0.json"
+    history.write_text('[{"endTime": "2024-05-01 12:00", "artistName": "A", "trackName": "T", "msPlayed": 200000}]')
+    imported = cli("import", "--user", "family", str(history), env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 1
+    listed = cli("users", "list", env=env)
+    assert listed.returncode == 0 and "family" in listed.stdout
+    polled = cli("archive", "--user", "family", env=env)
+    assert polled.returncode == 2 and "configuration error: SPOTIFY_CLIENT_ID is not set" in polled.stderr

@@ -22,7 +22,7 @@ def users_add(spotify_id: str, name: str) -> None:
     from ..db import get_database
     from .users import UserExists, add_user
 
-    with get_database(create_app()).session() as session:
+    with get_database(create_app(require_spotify=False)).session() as session:
         try:
             user = add_user(session, spotify_id, name)
         except UserExists as exc:
@@ -38,7 +38,7 @@ def users_list() -> None:
     from ..db import get_database
     from .users import list_users
 
-    with get_database(create_app()).sessionmaker() as session:
+    with get_database(create_app(require_spotify=False)).sessionmaker() as session:
         rows = list_users(session)
     if not rows:
         click.echo("No users yet.")

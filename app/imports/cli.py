@@ -28,7 +28,7 @@ def import_command(user_ref: str, rule: str, files: tuple[Path, ...]) -> None:
     from .service import Source, create_import, limits_from, run_import
     from .sources import InputError
 
-    flask_app = create_app()
+    flask_app = create_app(require_spotify=False)  # an import never talks to Spotify
     database = get_database(flask_app)
     with database.session() as session:
         user = user_or_fail(session, user_ref)
