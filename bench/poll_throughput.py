@@ -34,7 +34,7 @@ from cryptography.fernet import Fernet
 from app import create_app, queue
 from app.auth.signin import sign_in
 from app.config import ROOT, load_settings
-from app.embedded_pg import ensure_server
+from app.embedded_pg import temporary_server
 from app.migrate import upgrade
 from app.runner import wait_for_200
 from app.time import utcnow
@@ -106,38 +106,38 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         tmp_path = Path(tmp)
-        database_url = ensure_server(tmp_path / "pg", "bench")
-        upgrade(database_url)
-        port = free_port()
-        simulator_url = f"http://127.0.0.1:{port}"
-        simulator = start([sys.executable, "-m", "app", "simulator", "--port", str(port), "--latency-ms",
-                           str(args.latency_ms), "--accounts", str(args.users)], {}, tmp_path / "simulator.log")
-        try:
-            if wait_for_200(simulator_url + "/", lambda: simulator.poll() is None) is None:
-                raise SystemExit("the simulator did not start")
-            env = {"DATABASE_URL": database_url, "SECRET_KEY": "bench-" + "k" * 32,
-                   "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(), "SPOTIFY_ACCOUNTS_URL": simulator_url,
-                   "SPOTIFY_API_URL": simulator_url, "AUDIOSPECTIVE_DATA_DIR": str(tmp_path / "var"),
-                   "POLL_USERS_PER_JOB": str(BATCH), "SPOTIFY_REQUESTS_PER_30S": "100000", "LOG_LEVEL": "WARNING"}
-            app = create_app(settings=load_settings(env))
-            user_ids = []
-            with app.extensions["database"].session() as session:
-                for i in range(args.users):
-                    key = f"sim-acct-{i:05d}"
-                    grant = requests.post(f"{simulator_url}/_sim/accounts/{key}/grant", timeout=10).json()
-                    user = sign_in(session, {"id": f"user{i:05d}", "account_id": key, "display_name": key},
-                                   access_token=grant["access_token"], refresh_token=grant["refresh_token"],
-                                   expires_in=grant["expires_in"], scope=grant["scope"],
-                                   cipher=app.extensions["token_cipher"], now=utcnow())
-                    user_ids.append(user.id)
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                # Only the benchmark's own jobs poll: the dispatcher finds nobody due.
-                conn.execute("UPDATE archive_state SET next_poll_at = now() + interval '1 day'")
-                results = {str(n): measure(n, args, env, conn, user_ids, simulator_url, tmp_path) for n in (1, 2)}
-                plays = conn.execute("SELECT count(*) FROM plays").fetchone()[0]
-            app.extensions["database"].dispose()
-        finally:
-            stop(simulator)
+        with temporary_server(tmp_path, "bench") as database_url:
+            upgrade(database_url)
+            port = free_port()
+            simulator_url = f"http://127.0.0.1:{port}"
+            simulator = start([sys.executable, "-m", "app", "simulator", "--port", str(port), "--latency-ms",
+                               str(args.latency_ms), "--accounts", str(args.users)], {}, tmp_path / "simulator.log")
+            try:
+                if wait_for_200(simulator_url + "/", lambda: simulator.poll() is None) is None:
+                    raise SystemExit("the simulator did not start")
+                env = {"DATABASE_URL": database_url, "SECRET_KEY": "bench-" + "k" * 32,
+                       "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(), "SPOTIFY_ACCOUNTS_URL": simulator_url,
+                       "SPOTIFY_API_URL": simulator_url, "AUDIOSPECTIVE_DATA_DIR": str(tmp_path / "var"),
+                       "POLL_USERS_PER_JOB": str(BATCH), "SPOTIFY_REQUESTS_PER_30S": "100000", "LOG_LEVEL": "WARNING"}
+                app = create_app(settings=load_settings(env))
+                user_ids = []
+                with app.extensions["database"].session() as session:
+                    for i in range(args.users):
+                        key = f"sim-acct-{i:05d}"
+                        grant = requests.post(f"{simulator_url}/_sim/accounts/{key}/grant", timeout=10).json()
+                        user = sign_in(session, {"id": f"user{i:05d}", "account_id": key, "display_name": key},
+                                       access_token=grant["access_token"], refresh_token=grant["refresh_token"],
+                                       expires_in=grant["expires_in"], scope=grant["scope"],
+                                       cipher=app.extensions["token_cipher"], now=utcnow())
+                        user_ids.append(user.id)
+                with psycopg.connect(database_url, autocommit=True) as conn:
+                    # Only the benchmark's own jobs poll: the dispatcher finds nobody due.
+                    conn.execute("UPDATE archive_state SET next_poll_at = now() + interval '1 day'")
+                    results = {str(n): measure(n, args, env, conn, user_ids, simulator_url, tmp_path) for n in (1, 2)}
+                    plays = conn.execute("SELECT count(*) FROM plays").fetchone()[0]
+                app.extensions["database"].dispose()
+            finally:
+                stop(simulator)
     print(json.dumps({"users": args.users, "latency_ms": args.latency_ms, "concurrency": args.concurrency,
                       "plays_archived": plays, "workers": results,
                       "scaling_2_vs_1": round(results["2"]["polls_per_hour"] / results["1"]["polls_per_hour"], 2)}))

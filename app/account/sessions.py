@@ -53,7 +53,8 @@ def resume(session: Session, token: str, *, now: datetime) -> User | None:
 
 
 def end(session: Session, token: str, *, now: datetime) -> None:
-    session.execute(sa.update(UserSession).where(UserSession.token_hash == token_hash(token), UserSession.ended_at.is_(None))
+    session.execute(sa.update(UserSession)
+                    .where(UserSession.token_hash == token_hash(token), UserSession.ended_at.is_(None))
                     .values(ended_at=now))
 
 
