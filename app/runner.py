@@ -196,6 +196,7 @@ def run_all(*, demo: bool, port: int | None, host: str, simulator_port: int | No
     env.update(DATABASE_URL=database_url, SECRET_KEY=settings.secret_key,
                TOKEN_ENCRYPTION_KEY=",".join(settings.token_encryption_keys))
 
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     say = lambda message: click.echo(f"audiospective: {message}", err=True)  # noqa: E731
     supervisor = Supervisor(say)
     postgres = PostgresWatch(settings.data_dir / "pg", say) if settings.uses_embedded_db else None
@@ -209,7 +210,9 @@ def run_all(*, demo: bool, port: int | None, host: str, simulator_port: int | No
     me = [sys.executable, "-m", "app"]
     try:
         if demo:
-            supervisor.start("simulator", me + ["simulator", "--port", str(simulator_port)], env)
+            # Its tokens outlive it: demo users archived before a restart stay archived.
+            supervisor.start("simulator", me + ["simulator", "--port", str(simulator_port),
+                                                "--state", str(settings.data_dir / "simulator-tokens.json")], env)
             if not _wait_http(f"{simulator_url}/", supervisor, stopping):
                 return _failed(supervisor, "the simulator did not start")
         supervisor.start("web", [

@@ -293,6 +293,15 @@ def callback_path(callback_url: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
+def http_sign_in(base_url: str, account: str = "sim-acct-riley") -> requests.Session:
+    """A browser-like session signed in to the app at `base_url` over real HTTP."""
+    browser = requests.Session()
+    authorize = browser.get(f"{base_url}/auth/login", allow_redirects=False, timeout=10).headers["Location"]
+    landed = browser.get(f"{base_url}{callback_path(consent(authorize, account))}", timeout=30)
+    assert landed.url.endswith("/dashboard"), landed.text[:300]
+    return browser
+
+
 def sign_in(client, account: str = "sim-acct-riley"):
     """The whole sign-in round trip; returns the callback response."""
     return client.get(callback_path(consent(start_sign_in(client), account)))

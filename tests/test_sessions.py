@@ -13,7 +13,7 @@ import requests
 
 from app import create_app
 from app.config import load_settings
-from conftest import ServerThread, app_environ, callback_path, consent, simulated_clock
+from conftest import ServerThread, app_environ, http_sign_in, simulated_clock
 
 DAY_MS = 86_400_000
 
@@ -23,14 +23,6 @@ def base(app):
     server = ServerThread(app)
     yield server.url
     server.stop()
-
-
-def browser_sign_in(base: str, account: str = "sim-acct-riley") -> requests.Session:
-    browser = requests.Session()
-    authorize = browser.get(f"{base}/auth/login", allow_redirects=False, timeout=10).headers["Location"]
-    landed = browser.get(f"{base}{callback_path(consent(authorize, account))}", timeout=30)
-    assert landed.url.endswith("/dashboard"), landed.text[:300]
-    return browser
 
 
 def csrf(browser: requests.Session, base: str, path: str = "/settings") -> str:
@@ -49,7 +41,7 @@ def dashboard_with(base: str, cookies: dict[str, str]) -> int:
 
 
 def test_signing_out_ends_the_sign_in_wherever_its_cookies_went(base):
-    browser = browser_sign_in(base)
+    browser = http_sign_in(base)
     both, remember = copied(browser), copied(browser, "remember_token")
     assert dashboard_with(base, both) == 200 and dashboard_with(base, remember) == 200  # the copies work...
 
@@ -62,7 +54,7 @@ def test_signing_out_ends_the_sign_in_wherever_its_cookies_went(base):
 
 
 def test_remember_cookies_change_at_each_sign_in_and_last_session_days(base, db_conn):
-    first, second = browser_sign_in(base), browser_sign_in(base)
+    first, second = http_sign_in(base), http_sign_in(base)
     tokens = [copied(b, "remember_token")["remember_token"] for b in (first, second)]
     assert tokens[0] != tokens[1]
     cookie = next(c for c in first.cookies if c.name == "remember_token")
@@ -75,7 +67,7 @@ def test_remember_cookies_change_at_each_sign_in_and_last_session_days(base, db_
 
 
 def test_a_sign_in_expires_after_session_days_whatever_the_cookie_says(base, simulator):
-    browser = browser_sign_in(base)
+    browser = http_sign_in(base)
     remember = copied(browser, "remember_token")
     simulator.world.clock.advance(29 * DAY_MS)  # the app's clock is the simulator's
     assert dashboard_with(base, remember) == 200
@@ -89,7 +81,7 @@ def test_session_days_is_a_setting(database_url, simulator):
     app = create_app({"TESTING": True}, settings=settings, clock=simulated_clock(simulator))
     server = ServerThread(app)
     try:
-        cookie = next(c for c in browser_sign_in(server.url).cookies if c.name == "remember_token")
+        cookie = next(c for c in http_sign_in(server.url).cookies if c.name == "remember_token")
         assert 1.9 * 86_400 < cookie.expires - time.time() <= 2 * 86_400
     finally:
         server.stop()
@@ -97,8 +89,8 @@ def test_session_days_is_a_setting(database_url, simulator):
 
 
 def test_sign_out_everywhere_ends_every_sign_in(base, db_conn):
-    laptop, phone = browser_sign_in(base), browser_sign_in(base)
-    other_user = browser_sign_in(base, "sim-acct-sam")
+    laptop, phone = http_sign_in(base), http_sign_in(base)
+    other_user = http_sign_in(base, "sim-acct-sam")
     page = laptop.get(f"{base}/settings", timeout=10).text
     assert "Where you are signed in" in page and page.count("<li>") >= 2 and "(this browser)" in page
     phone_cookies = copied(phone)
@@ -117,7 +109,7 @@ def test_sign_out_everywhere_ends_every_sign_in(base, db_conn):
     {"Sec-Fetch-Site": "cross-site"},
 ])
 def test_changes_from_another_site_are_refused_even_with_a_valid_token(base, db_conn, headers):
-    browser = browser_sign_in(base)
+    browser = http_sign_in(base)
     token = csrf(browser, base)
     form = {"csrf_token": token, "timezone": "Asia/Tokyo", "rank_by": "minutes"}
     refused = browser.post(f"{base}/settings", data=form, headers=headers, allow_redirects=False, timeout=10)

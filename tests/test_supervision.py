@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 from app.config import ROOT
 from app.embedded_pg import ensure_server, restart
 from app.migrate import upgrade
-from conftest import RunningApp, callback_path, consent, wait_for
+from conftest import RunningApp, http_sign_in, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +74,7 @@ def healthy(running) -> bool:
 @pytest.fixture(scope="module")
 def listener(running) -> requests.Session:
     """A browser session signed in as a demo listener (the round trip over HTTP)."""
-    session = requests.Session()
-    authorize = session.get(f"{running.url}/auth/login", allow_redirects=False, timeout=10).headers["Location"]
-    done = session.get(f"{running.url}{callback_path(consent(authorize, 'sim-acct-riley'))}", timeout=30)
-    assert done.url.endswith("/dashboard"), done.text[:500]
-    return session
+    return http_sign_in(running.url)
 
 
 def test_a_killed_worker_is_restarted_and_the_web_never_notices(running, listener):
@@ -191,3 +187,37 @@ def _pg_ctl(pgdata: Path, *args: str) -> None:
         pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=30)
     except subprocess.CalledProcessError:
         pass  # already stopped
+
+
+def test_a_restarted_demo_keeps_archiving_its_listeners(tmp_path_factory):
+    """Restarting `run --demo` restarts the simulator; the tokens it issued must still work,
+    or every demo user archived before stops being collected ('access token rejected')."""
+    data_dir = tmp_path_factory.mktemp("demo-restart") / "var"
+    first = RunningApp(data_dir)
+    try:
+        http_sign_in(first.url, "sim-acct-sam")
+        before = wait_for(lambda: last_poll(first), timeout=90, message="the first poll")
+    finally:
+        assert first.stop() == 0, first.output()
+
+    second = RunningApp(data_dir)
+    try:
+        with database(second) as conn:
+            conn.execute("UPDATE archive_state SET next_poll_at = now(), dispatched_at = NULL")
+        wait_for(lambda: (after := last_poll(second)) is not None and after > before, timeout=90,
+                 message="a poll after the restart")
+        with database(second) as conn:
+            status, failures = conn.execute("SELECT u.status, a.consecutive_failures FROM users u "
+                                            "JOIN archive_state a ON a.user_id = u.id").fetchone()
+        assert (status, failures) == ("active", 0)
+    finally:
+        assert second.stop() == 0, second.output()
+
+
+def last_poll(app):
+    """The newest successful poll, None before the first (or while the database is away)."""
+    try:
+        with database(app) as conn:
+            return conn.execute("SELECT max(last_success_at) FROM archive_state").fetchone()[0]
+    except psycopg.OperationalError:
+        return None

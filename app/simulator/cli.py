@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
@@ -19,14 +21,16 @@ from ..config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
               help="Also generate this many listeners of mixed profiles (for load tests).")
 @click.option("--client-id", default=DEMO_CLIENT_ID, show_default=True)
 @click.option("--client-secret", default=DEMO_CLIENT_SECRET, show_default=True)
+@click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the tokens it issues in this file, so a restart still honours them [default: forget them].")
 def simulator(port: int, host: str, seed: int, rotate_refresh_tokens: bool, dev_mode: bool, latency_ms: int,
-              extra_accounts: int, client_id: str, client_secret: str) -> None:
+              extra_accounts: int, client_id: str, client_secret: str, state_path: Path | None) -> None:
     """Serve the Spotify simulator (a fake Spotify for demos and tests)."""
     from werkzeug.serving import make_server
 
     from . import World, create_simulator, default_accounts, generated_accounts
 
-    world = World(seed=seed, client_id=client_id, client_secret=client_secret,
+    world = World(seed=seed, client_id=client_id, client_secret=client_secret, state_path=state_path,
                   accounts=default_accounts() + generated_accounts(extra_accounts, seed))
     world.config.rotate_refresh_tokens = rotate_refresh_tokens
     world.config.batch_endpoints = not dev_mode

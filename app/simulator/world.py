@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
+import logging
 import random
 import secrets
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from .catalogue import Catalogue
 from .listening import DAY_MS, PROFILES, Listening, SimPlay
+
+log = logging.getLogger(__name__)
 
 SPOTIFY_SCOPES = {"user-read-recently-played", "user-top-read", "user-read-email", "user-read-private"}
 MAX_LOOKBACK_DAYS = 120  # how far back to search for a quiet listener's last 50 plays
@@ -177,8 +182,13 @@ class _Grant:
 
 
 class World:
+    """With `state_path`, the tokens it has issued are kept in that file (written whenever
+    they change, read at start): a restarted simulator still honours them, as Spotify
+    would, so demo users archived before a restart go on being archived."""
+
     def __init__(self, *, seed: int = 42, accounts: list[SimAccount] | None = None,
-                 client_id: str, client_secret: str, catalogue: Catalogue | None = None):
+                 client_id: str, client_secret: str, catalogue: Catalogue | None = None,
+                 state_path: Path | None = None):
         self.seed = seed
         self.catalogue = catalogue or Catalogue.generate(seed)
         self.listening = Listening(self.catalogue, seed)
@@ -196,6 +206,8 @@ class World:
         self._refresh: dict[str, _Grant] = {}
         self._faults: dict[str | None, list[FaultRule]] = {}  # None: every account
         self._fault_rng = random.Random(f"faults:{seed}")
+        self._state_path = state_path
+        self._load_tokens()
 
     # --- accounts & listening ------------------------------------------------------------
 
@@ -288,7 +300,7 @@ class World:
         refresh = secrets.token_urlsafe(32)
         with self._lock:
             self._refresh[refresh] = grant
-        return self._new_access(grant) | {"refresh_token": refresh}, None
+            return self._new_access(grant) | {"refresh_token": refresh}, None
 
     def refresh(self, refresh_token: str) -> tuple[dict, None] | tuple[None, str]:
         with self._lock:
@@ -308,6 +320,7 @@ class World:
                 new_refresh = secrets.token_urlsafe(32)
                 self._refresh[new_refresh] = replace(grant, revoked=False)
                 body["refresh_token"] = new_refresh
+                self._save_tokens()
             return body, None
 
     def app_token(self) -> dict:
@@ -319,6 +332,8 @@ class World:
         ttl = self.config.access_token_ttl_s
         with self._lock:
             self._access[token] = replace(grant, expires_at_ms=self.clock.now_ms() + ttl * 1000)
+            if grant.account_key != APP:
+                self._save_tokens()
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": grant.scope}
 
     def account_for_access_token(self, token: str) -> tuple[SimAccount | None, str | None, str]:
@@ -344,7 +359,31 @@ class World:
                 if grant.account_key == account_key and not grant.revoked:
                     grant.revoked = True
                     revoked += 1
+            self._save_tokens()
         return revoked
+
+    def _load_tokens(self) -> None:
+        if self._state_path is None or not self._state_path.exists():
+            return
+        try:
+            state = json.loads(self._state_path.read_text())
+            self._refresh = {t: _Grant(**g) for t, g in state["refresh"].items()}
+            self._access = {t: _Grant(**g) for t, g in state["access"].items()}
+        except (ValueError, KeyError, TypeError) as exc:  # a damaged file: start afresh, as after a revocation
+            log.warning("simulator: ignoring unreadable token state %s (%s)", self._state_path, exc)
+
+    def _save_tokens(self) -> None:
+        """Under self._lock. Expired access tokens and dead refresh tokens are dropped."""
+        if self._state_path is None:
+            return
+        now = self.clock.now_ms()
+        self._access = {t: g for t, g in self._access.items() if g.expires_at_ms > now and not g.revoked}
+        self._refresh = {t: g for t, g in self._refresh.items() if not g.revoked}
+        state = {"refresh": {t: asdict(g) for t, g in self._refresh.items() if g.account_key != APP},
+                 "access": {t: asdict(g) for t, g in self._access.items() if g.account_key != APP}}
+        temporary = self._state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state))
+        temporary.replace(self._state_path)  # whole or not at all
 
     # --- faults --------------------------------------------------------------------------
 
