@@ -1,13 +1,16 @@
-"""Import speed and memory: a realistic 250,000-row extended-history zip, end to end.
+"""Import speed and memory: realistic 250,000-row exports, end to end.
 
-    python -m bench.import [--rows 250000] [--preload-plays 1000000]
+    python -m bench.import [--rows 250000] [--preload-plays 1000000] [--account-rows 250000]
 
 Generates my_spotify_data.zip (≈ 8 years, 40k tracks, 8k artists, with podcast episodes,
 short plays, private sessions, offline rows and rows repeated across files), then runs
 `audiospective import` as its own process against a private Postgres: once into an empty
 archive, and once more for a user whose archive already holds --preload-plays plays
-(earlier years, inserted directly). Seconds are the whole command's, start-up included;
-peak RSS is the import process's.
+(earlier years, inserted directly). Then the account-data case: --account-rows rows of
+StreamingHistory_music_*.json (names only, to the minute: every row is matched by name),
+imported into an empty archive and then once more, when every row matches a play already
+archived (the matching that was quadratic once). Seconds are the whole command's, start-up
+included; peak RSS is the import process's.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from cryptography.fernet import Fernet
 from app.config import ROOT
 from app.embedded_pg import temporary_server
 from app.migrate import upgrade
-from app.simulator.export import synthetic_history, synthetic_zip
+from app.simulator.export import as_account_data, synthetic_history, synthetic_zip
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[str, str, float, float]:
@@ -73,6 +76,17 @@ def measure(zip_path: Path, env: dict[str, str], user: str) -> dict:
     return figures
 
 
+def generate(path: Path, rows: int, kind: str) -> Path:
+    """The zip, made in a process of its own: a child forked from a parent holding 250k rows
+    in memory would report the parent's pages as its own peak RSS."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "bench.import", "--generate", str(path), "--rows", str(rows), "--kind", kind],
+                   check=True, cwd=ROOT)
+    print(f"generated {path.stat().st_size / 1e6:.1f} MB {kind} zip in {time.monotonic() - started:.1f} s",
+          file=sys.stderr)
+    return path
+
+
 def _ms(iso: str) -> int:
     from datetime import datetime
 
@@ -83,22 +97,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=250_000)
     parser.add_argument("--preload-plays", type=int, default=1_000_000)
+    parser.add_argument("--account-rows", type=int, default=250_000)
     parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)  # internal: write the zip and stop
+    parser.add_argument("--kind", default="extended", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
-        synthetic_zip(args.generate, synthetic_history(args.rows, years=8, tracks=40_000, artists=8_000))
+        history = synthetic_history(args.rows, years=8, tracks=40_000, artists=8_000)
+        synthetic_zip(args.generate, history if args.kind == "extended" else as_account_data(history), kind=args.kind)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         tmp_path = Path(tmp)
-        started = time.monotonic()
-        zip_path = tmp_path / "my_spotify_data.zip"
-        # Generated in a process of its own: a child forked from a parent holding 250k rows in
-        # memory would report the parent's pages as its own peak RSS.
-        subprocess.run([sys.executable, "-m", "bench.import", "--generate", str(zip_path), "--rows", str(args.rows)],
-                       check=True, cwd=ROOT)
-        print(f"generated {zip_path.stat().st_size / 1e6:.1f} MB zip in {time.monotonic() - started:.1f} s",
-              file=sys.stderr)
+        zip_path = generate(tmp_path / "my_spotify_data.zip", args.rows, "extended")
         with temporary_server(tmp_path, "bench") as database_url:
             upgrade(database_url)
             env = {"DATABASE_URL": database_url, "SECRET_KEY": "bench-" + "k" * 32,
@@ -113,6 +123,13 @@ def main() -> None:
                 preload(database_url, "big-archive", args.preload_plays, first_ms - 86_400_000)
                 with_archive = measure(zip_path, env, "big-archive")
                 summary[f"with_{args.preload_plays}_plays"] = {k: v for k, v in with_archive.items() if k != "report"}
+            if args.account_rows:
+                account_zip = generate(tmp_path / "account_data.zip", args.account_rows, "account")
+                run_cli(["users", "add", "--spotify-id", "account-data", "--name", "Account data"], env)
+                first, again = (measure(account_zip, env, "account-data") for _ in range(2))
+                summary["account_data"] = {k: v for k, v in first.items() if k != "report"}
+                summary["account_data_again"] = {k: v for k, v in again.items() if k != "report"}
+                assert again["report"]["imported"] == 0, again["report"]
     print(json.dumps(summary))
 
 

@@ -99,6 +99,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
           FROM import_stage WHERE counted
          ORDER BY source, coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name)), played_ms, row_no
     """)
+    conn.execute("ANALYZE import_rows")  # a table made by a query has no statistics: the joins below need them
     unique = _count(conn, "SELECT count(*) FROM import_rows")
     has_account = _count(conn, f"SELECT count(*) FROM import_rows WHERE source = {account}") > 0
     if has_account:
@@ -124,6 +125,11 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     conn.execute("ANALYZE import_rows")
 
     stage("matching against your archive")
+    # One index probe per row: the user's plays in the row's time window, from the plays
+    # primary key (user_id, played_at, track_id). OFFSET 0 keeps Postgres from turning the
+    # EXISTS into a hash join on track_id, which it picks when the statistics of plays are
+    # stale (as right after a big import) and which compares every row with every play of
+    # the same track: quadratic for favourite tracks (minutes for a re-imported history).
     conn.execute(f"""
         UPDATE import_rows r SET known = true
          WHERE NOT r.duplicate AND EXISTS (
@@ -131,7 +137,8 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
                 WHERE p.user_id = %(user)s AND p.track_id = r.track_id
                   AND p.played_at BETWEEN r.played_at - make_interval(secs => {WIDEST_MS / 1000})
                                       AND r.played_at + make_interval(secs => {WIDEST_MS / 1000})
-                  AND {sql_same_play('r.played_at', 'r.source', 'p.played_at', 'p.source')})
+                  AND {sql_same_play('r.played_at', 'r.source', 'p.played_at', 'p.source')}
+               OFFSET 0)
     """, {"user": user_id})
 
     stage("saving plays")

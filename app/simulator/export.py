@@ -200,11 +200,20 @@ def synthetic_history(rows: int, *, years: float = 8, tracks: int = 40_000, arti
     return files
 
 
-def synthetic_zip(path, files: list[list[dict]]) -> None:
+def as_account_data(files: list[list[dict]]) -> list[list[dict]]:
+    """The same listening as account data sees it: music only, names, to the minute."""
+    return [[{"endTime": row["ts"][:10] + " " + row["ts"][11:16], "artistName": row["master_metadata_album_artist_name"],
+              "trackName": row["master_metadata_track_name"], "msPlayed": row["ms_played"]}
+             for row in part if row.get("master_metadata_track_name")] for part in files]
+
+
+def synthetic_zip(path, files: list[list[dict]], *, kind: str = "extended") -> None:
+    """my_spotify_data.zip holding `files` as extended history, or as account data."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for n, part in enumerate(files):
-            archive.writestr(f"Spotify Extended Streaming History/Streaming_History_Audio_{2018 + n // 2}_{n}.json",
-                             json.dumps(part))
+            name = (f"Spotify Extended Streaming History/Streaming_History_Audio_{2018 + n // 2}_{n}.json"
+                    if kind == "extended" else f"Spotify Account Data/StreamingHistory_music_{n}.json")
+            archive.writestr(name, json.dumps(part))
         archive.writestr("Spotify Extended Streaming History/Streaming_History_Video_2018-2026.json", "[]")
         archive.writestr("Spotify Account Data/Userdata.json", json.dumps({"username": "synthetic"}))
 
