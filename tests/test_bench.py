@@ -13,7 +13,7 @@ from app.config import ROOT
 
 
 @pytest.mark.parametrize("args", [
-    ["bench.import", "--rows", "3000", "--preload-plays", "2000"],
+    ["bench.import", "--rows", "3000", "--preload-plays", "2000", "--account-rows", "3000"],
     ["bench.completeness", "--users", "12", "--days", "0.5", "--policies", "adaptive"],
     ["bench.dashboard", "--plays", "20000", "--others", "0", "--cold", "1", "--warm", "1"],
 ])
