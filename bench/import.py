@@ -7,7 +7,8 @@ short plays, private sessions, offline rows and rows repeated across files), the
 `audiospective import` as its own process against a private Postgres: once into an empty
 archive, and once more for a user whose archive already holds --preload-plays plays
 (earlier years, inserted directly). Then the account-data case: --account-rows rows of
-StreamingHistory_music_*.json (names only, to the minute: every row is matched by name),
+StreamingHistory_music_*.json over one year, as account data covers (names only, to the
+minute: every row is matched by name),
 imported into an empty archive and then once more, when every row matches a play already
 archived (the matching that was quadratic once). Seconds are the whole command's, start-up
 included; peak RSS is the import process's.
@@ -102,8 +103,11 @@ def main() -> None:
     parser.add_argument("--kind", default="extended", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
-        history = synthetic_history(args.rows, years=8, tracks=40_000, artists=8_000)
-        synthetic_zip(args.generate, history if args.kind == "extended" else as_account_data(history), kind=args.kind)
+        if args.kind == "extended":
+            synthetic_zip(args.generate, synthetic_history(args.rows, years=8, tracks=40_000, artists=8_000))
+        else:  # account data covers the past year only
+            history = synthetic_history(args.rows, years=1, tracks=40_000, artists=8_000)
+            synthetic_zip(args.generate, as_account_data(history), kind="account")
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
