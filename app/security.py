@@ -5,9 +5,10 @@
   sets for the whole page with `hx-headers`. Tokens live as long as the session rather
   than Flask-WTF's default hour, so a page left open overnight still works.
 * Same-origin: a state-changing request that says it comes from another site (its
-  `Origin`, or the browser's `Sec-Fetch-Site: cross-site`) is refused before anything
-  else, even with a valid CSRF token: a token can leak, the browser's word cannot be
+  `Origin`, or the browser's `Sec-Fetch-Site: cross-site`) is refused before any view
+  runs, even with a valid CSRF token: a token can leak, the browser's word cannot be
   forged by a page.
+* A NUL in any parameter or form field is refused with a 400 on every route.
 * Content Security Policy without 'unsafe-inline' for scripts or styles: the templates
   load only /static files, and htmx is configured (meta tag) not to inject its own style
   element or evaluate strings.
@@ -96,6 +97,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.request_class = LimitedRequest
     app.config["IMPORT_MAX_UPLOAD_BYTES"] = settings.import_max_upload_bytes
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's lifetime
+
     @app.before_request
     def check_before_body():
         check = _BEFORE_BODY.get(request.endpoint or "")
@@ -104,8 +106,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     csrf.init_app(app)  # after check_before_body: Flask runs before_request hooks in order
     csp = content_security_policy(settings)
 
-    # Runs after Flask-WTF's token check (registered first): a foreign request with a bad
-    # token gets the expired-form page, one with a good token this.
     @app.before_request
     def refuse_unusable_input():
         """NUL cannot be stored in or compared with Postgres text: whatever route a NUL is
@@ -115,6 +115,8 @@ def init_app(app: Flask, settings: Settings) -> None:
             return problem("That request cannot be used",
                            "It contains a NUL character, which no search, date or name can hold.", status=400)
 
+    # Runs after Flask-WTF's token check (registered first): a foreign request with a bad
+    # token gets the expired-form page, one with a good token this.
     @app.before_request
     def refuse_cross_site_changes():
         if request.method in UNSAFE_METHODS and cross_site(request):

@@ -4,6 +4,7 @@ settings and preferences. Deletion, an email address and notification preference
 live here too.
 
     users.py        finding, creating and listing users
+    sessions.py     sign-ins kept server-side, so that signing out ends them everywhere
     preferences.py  time zone and display preferences, validated and saved
     routes.py       /settings
     cli.py          `audiospective users …`

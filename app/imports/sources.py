@@ -199,7 +199,6 @@ class _StructureGuard(io.RawIOBase):
     _TOKENS = re.compile(rb"\\(?:(?P<pair>u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
                          rb"|(?P<lone>u[dD][89a-fA-F][0-9a-fA-F]{2})|.)", re.S)
     _LONGEST_TOKEN = 12  # a surrogate pair, \\ud83c\\udfb5
-    _ESCAPE = re.compile(rb"\\.", re.S)
     _STRING = re.compile(rb'"[^"]*"')
     _DROP = bytes(b for b in range(256) if b not in b'[]{}"\\')
     _DELTA = [0] * 256
@@ -209,7 +208,6 @@ class _StructureGuard(io.RawIOBase):
     def __init__(self, inner: IO[bytes], name: str):
         self._inner, self._name = inner, name
         self._depth = 0
-        self._backslash = b""  # a chunk ended on a backslash: it escapes the next chunk's first byte
         self._open_string = b""  # what is left of a string still open at the end of the last chunk
         self._string_bytes = 0  # input bytes that open string has spanned so far (at least)
         self._held = b""  # the end of the last chunk read, possibly half an escape
@@ -253,12 +251,9 @@ class _StructureGuard(io.RawIOBase):
         return bytes(out), data[cut:]
 
     def _check(self, data: bytes) -> None:
-        text = self._backslash + data
-        self._backslash = b""
-        if b"\\" in text:
-            text = self._ESCAPE.sub(b"", text)
-            if text.endswith(b"\\"):
-                self._backslash, text = b"\\", text[:-1]
+        # `data` never ends inside an escape (_rewrite holds those back), so each escape is
+        # removed whole here, and an escaped quote cannot end a string.
+        text = self._TOKENS.sub(b"", data) if b"\\" in data else data
         chunk = text.translate(None, self._DROP)
         # The string left open by the last chunk goes on unless this chunk has a quote.
         still_the_same = bool(self._open_string) and b'"' not in chunk
