@@ -246,6 +246,8 @@ def raw_upload(url: str, cookie: str, token: str, body_chunks, *, chunked: bool,
                 pass
             try:
                 conn.sendall((f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") if chunked else chunk)
+            except socket.timeout:
+                continue  # the server is not reading (its buffers are full): look for its answer again
             except (BrokenPipeError, ConnectionResetError):
                 break
             sent += len(chunk)

@@ -13,7 +13,7 @@ import requests
 
 from app import create_app
 from app.config import load_settings
-from conftest import ServerThread, app_environ, http_sign_in, simulated_clock
+from conftest import ServerThread, app_environ, callback_path, consent, http_sign_in, simulated_clock
 
 DAY_MS = 86_400_000
 
@@ -76,6 +76,15 @@ def test_a_sign_in_expires_after_session_days_whatever_the_cookie_says(base, sim
     assert browser.get(f"{base}/dashboard", allow_redirects=False, timeout=10).status_code == 302
 
 
+def test_settings_show_when_each_sign_in_was_last_seen(base, simulator, db_conn):
+    browser = http_sign_in(base)
+    first = db_conn.execute("SELECT last_seen_at FROM user_sessions").fetchone()[0]
+    simulator.world.clock.advance(10 * 60_000)  # past the five minutes it is kept to
+    assert browser.get(f"{base}/dashboard", allow_redirects=False, timeout=10).status_code == 200
+    later = db_conn.execute("SELECT last_seen_at FROM user_sessions").fetchone()[0]
+    assert (later - first).total_seconds() >= 600
+
+
 def test_session_days_is_a_setting(database_url, simulator):
     settings = load_settings(app_environ(database_url, simulator.url, SESSION_DAYS="2"))
     app = create_app({"TESTING": True}, settings=settings, clock=simulated_clock(simulator))
@@ -86,6 +95,15 @@ def test_session_days_is_a_setting(database_url, simulator):
     finally:
         server.stop()
         app.extensions["database"].dispose()
+
+
+def test_signing_in_again_in_the_same_browser_replaces_its_sign_in(base, db_conn):
+    browser = http_sign_in(base)
+    old = copied(browser, "remember_token")
+    authorize = browser.get(f"{base}/auth/login?reauthorise=1", allow_redirects=False, timeout=10).headers["Location"]
+    browser.get(f"{base}{callback_path(consent(authorize))}", timeout=30)
+    assert db_conn.execute("SELECT count(*) FROM user_sessions WHERE ended_at IS NULL").fetchone()[0] == 1
+    assert dashboard_with(base, old) == 302 and dashboard_with(base, copied(browser)) == 200
 
 
 def test_sign_out_everywhere_ends_every_sign_in(base, db_conn):

@@ -44,8 +44,11 @@ def resume(session: Session, token: str, *, now: datetime) -> User | None:
     if row is None or row.ended_at is not None or row.expires_at <= now:
         return None
     if now - row.last_seen_at > SEEN_EVERY:
-        row.last_seen_at = now
-        session.commit()
+        # In a transaction of its own: committing the request's session here would commit
+        # whatever the request had changed so far.
+        with Session(session.get_bind()) as own, own.begin():
+            own.execute(sa.update(UserSession).where(UserSession.token_hash == row.token_hash)
+                        .values(last_seen_at=now))
     user = session.get(User, row.user_id)
     if user is not None:
         user.session_token = token

@@ -104,6 +104,8 @@ def callback():
         now=now(),
     )
     settings = current_app.config["SETTINGS"]
+    if current_user.is_authenticated:  # signing in again (to re-authorise): this browser's old sign-in ends
+        sessions.end(session, current_user.get_id(), now=now())
     sessions.start(session, user, now=now(), lifetime=timedelta(days=settings.session_days),
                    user_agent=request.headers.get("User-Agent"))
     session.commit()
