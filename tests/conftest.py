@@ -375,20 +375,30 @@ class WorkerProcess:
         self.process.wait(10)
 
     def stop(self) -> int:
+        """SIGTERM, and SIGKILL if it has not stopped within 30 s: a worker left running
+        would take jobs from the tests that follow, with the database they share."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            self.process.wait(30)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self._log.close()
+                raise AssertionError(f"the worker did not stop on SIGTERM within 30 s:\n{self.output()[-4000:]}")
         self._log.close()
         return self.process.returncode
 
 
 @pytest.fixture
 def worker_env(app, database_url, simulator):
-    """Environment for worker processes that share the test app's database and keys."""
+    """Environment for worker processes that share the test app's database and keys.
+    Heartbeats every second; eight missed ones mean a worker is gone (fewer, and a worker
+    whose event loop a busy machine starves of the GIL for a few seconds looks dead while
+    it is still running its job)."""
     settings = app.config["SETTINGS"]
     return app_environ(database_url, simulator.url, SECRET_KEY=settings.secret_key,
                        TOKEN_ENCRYPTION_KEY=settings.token_encryption_keys[0],
-                       WORKER_HEARTBEAT_SECONDS="1", WORKER_STALLED_AFTER_SECONDS="4")
+                       WORKER_HEARTBEAT_SECONDS="1", WORKER_STALLED_AFTER_SECONDS="8")
 
 
 @pytest.fixture
@@ -406,14 +416,26 @@ def workers(worker_env, tmp_path):
         worker.stop()
 
 
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, message: str = "condition",
+             explain=None):
+    """Poll `predicate` until it is true; its value. `explain()`, if given, adds what to look
+    at to the failure (a process's log, the database's locks)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"{message} not met within {timeout} s")
+    raise AssertionError(f"{message} not met within {timeout} s" + (f"\n{explain()}" if explain else ""))
+
+
+def database_activity(conn) -> str:
+    """What every other session of the database is doing and waiting for (for failures)."""
+    rows = conn.execute("SELECT pid, state, wait_event_type, wait_event, left(query, 120) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+    locks = conn.execute("SELECT pid, locktype, objid, mode, granted FROM pg_locks WHERE locktype = 'advisory'"
+                         ).fetchall()
+    return "sessions:\n" + "\n".join(map(str, rows)) + "\nadvisory locks:\n" + "\n".join(map(str, locks))
 
 
 # --- browser -------------------------------------------------------------------------------

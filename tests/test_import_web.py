@@ -14,7 +14,7 @@ from app import create_app
 from app.config import load_settings
 from app.imports.service import run_import
 from app.simulator.export import export_zip, synthetic_history, synthetic_zip
-from conftest import app_environ, callback_path, consent, csrf_token, freeze, sign_in, wait_for
+from conftest import app_environ, callback_path, consent, csrf_token, database_activity, freeze, sign_in, wait_for
 
 DAY_MS = 86_400_000
 
@@ -147,9 +147,10 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_finishes(app, s
     assert db_conn.execute("SELECT status FROM imports WHERE id = %s", (import_id,)).fetchone()[0] == "running"
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 0  # its transaction died with it
 
-    workers()
+    second = workers()
     wait_for(lambda: db_conn.execute("SELECT status FROM imports WHERE id = %s", (import_id,)
-                                     ).fetchone()[0] == "done", timeout=120, message="the retried import")
+                                     ).fetchone()[0] == "done", timeout=120, message="the retried import",
+             explain=lambda: f"{database_activity(db_conn)}\nworker log:\n{second.output()[-4000:]}")
     report = db_conn.execute("SELECT report FROM imports WHERE id = %s", (import_id,)).fetchone()[0]
     assert report["rows"] == 150_000
     assert report["imported"] + report["already_in_archive"] + report["duplicate_in_upload"] + sum(
