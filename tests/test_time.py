@@ -76,7 +76,11 @@ def test_account_data_end_time(text, ms):
     assert end_time_ms(text) == ms
 
 
-@pytest.mark.parametrize("bad", [None, "", "2025-10-22", "2025-10-22 23", "22/10/2025 23:00", "2023-02-29 00:00"])
+@pytest.mark.parametrize("bad", [
+    None, "", "2025-10-22", "2025-10-22 23", "22/10/2025 23:00", "2023-02-29 00:00",
+    # the fast path's shape with something wrong in it
+    "2025-10-22 24:00", "2025-10-22 23:60", "2025-10-22 2３:00", "2025-1O-22 23:00", "2025-10-22 23-00",
+])
 def test_unreadable_end_time(bad):
     assert end_time_ms(bad) is None
 
