@@ -59,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
 
     from . import auth, errors, healthz
     from .account import routes as account
+    from .exports import routes as exports
     from .imports import routes as imports
     from .public import routes as public
     from .stats import routes as stats_routes
@@ -68,6 +69,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     auth.init_app(app, settings)
     app.register_blueprint(account.bp)
     app.register_blueprint(imports.bp)
+    app.register_blueprint(exports.bp)
     stats_routes.init_app(app)
     app.register_blueprint(healthz.bp)
     return app

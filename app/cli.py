@@ -6,6 +6,7 @@ area brings its own commands from its `cli.py`, composed here:
     users      app/account/cli.py
     archive, enrich   app/archival/cli.py
     import     app/imports/cli.py
+    export     app/exports/cli.py
     simulator  app/simulator/cli.py
 
 Commands import what they need inside the function, so `--help` answers at once.
@@ -22,6 +23,7 @@ import click
 from .account.cli import users
 from .archival.cli import archive, enrich
 from .config import ConfigError, load_settings
+from .exports.cli import export_command
 from .imports.cli import import_command
 from .simulator.cli import simulator
 
@@ -129,7 +131,7 @@ def db_revision(message: str) -> None:
     migrate.revision(_database_url(), message)
 
 
-for command in (archive, enrich, import_command, users, simulator):
+for command in (archive, enrich, import_command, export_command, users, simulator):
     cli.add_command(command)
 
 

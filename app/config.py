@@ -96,6 +96,8 @@ class Settings:
     import_max_upload_bytes: int = 512 * 1024**2
     import_max_waiting: int = 2  # a person's imports queued or running at once
     import_max_expanded_bytes: int = 4 * 1024**3
+    export_expiry_days: float = 7.0
+    export_max_waiting: int = 2  # a person's exports queued or being written at once
     # Worker liveness: heartbeat period, and how long silence means a worker is gone.
     worker_heartbeat_s: float = 10.0
     stalled_after_s: float = 60.0
@@ -222,6 +224,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
                                              maximum=100)),
         import_max_expanded_bytes=int(_parse_number("IMPORT_MAX_EXPANDED_MB", get("IMPORT_MAX_EXPANDED_MB"), 4096,
                                                     minimum=1) * 1024**2),
+        export_expiry_days=_parse_number("EXPORT_EXPIRY_DAYS", get("EXPORT_EXPIRY_DAYS"), 7, minimum=0.01,
+                                         maximum=366),
+        export_max_waiting=int(_parse_number("EXPORT_MAX_WAITING", get("EXPORT_MAX_WAITING"), 2, minimum=1,
+                                             maximum=100)),
         worker_heartbeat_s=_parse_number("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS"), 10, minimum=0.5),
         stalled_after_s=_parse_number("WORKER_STALLED_AFTER_SECONDS", get("WORKER_STALLED_AFTER_SECONDS"), 60,
                                       minimum=1),

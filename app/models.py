@@ -357,6 +357,51 @@ class ImportChunk(Base):
     data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
+ExportStatus = ImportStatus  # the same lifecycle: queued, running, then done or failed
+
+
+class Export(Base):
+    """One export of a user's archive (app/exports): what was asked for, its progress, and
+    where its bytes are (`export_chunks`) until it expires."""
+
+    __tablename__ = "exports"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN ({_values(ExportStatus)})", name="status"),
+        sa.CheckConstraint("format IN ('json', 'csv', 'spotify')", name="format"),
+        sa.Index("ix_exports_user_id_created_at", "user_id", "created_at"),
+        sa.Index("ix_exports_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    format: Mapped[str] = mapped_column(sa.Text)
+    # The period, as local dates in `timezone` (inclusive); NULL = from the first / to the last play.
+    period_from: Mapped[date | None] = mapped_column(sa.Date)
+    period_to: Mapped[date | None] = mapped_column(sa.Date)
+    timezone: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text, server_default=ExportStatus.queued.value)
+    rows_total: Mapped[int | None] = mapped_column(sa.Integer)
+    rows_written: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    bytes_stored: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")  # compressed, as kept
+    bytes_file: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")  # as downloaded
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)  # set when done
+
+
+class ExportChunk(Base):
+    """An export's file, compressed (gzip; the Spotify-shape zip as is), in pieces so that
+    neither the job nor a download ever holds it whole."""
+
+    __tablename__ = "export_chunks"
+
+    export_id: Mapped[int] = mapped_column(sa.ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
 # --- listening rollups (migration 0004: written only by triggers on plays and users) -------
 # Read by app/stats; never written by application code.
 

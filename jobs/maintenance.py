@@ -8,8 +8,9 @@ import logging
 from procrastinate import JobContext
 from procrastinate.jobs import Status
 
+from app.exports.service import abandon_export
 from app.imports.service import abandon_import
-from app.queue import IMPORT, app, flask_app
+from app.queue import EXPORT, IMPORT, app, flask_app
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,12 @@ def _abandon_import(task_kwargs: dict) -> None:
     abandon_import(flask_app().extensions["database"], int(task_kwargs["import_id"]))
 
 
+def _abandon_export(task_kwargs: dict) -> None:
+    abandon_export(flask_app().extensions["database"], int(task_kwargs["export_id"]))
+
+
 # What to tell when a task's job is failed for killing its workers, by task name.
-ABANDONED = {IMPORT.name: _abandon_import}
+ABANDONED = {IMPORT.name: _abandon_import, EXPORT.name: _abandon_export}
 
 
 @app.periodic(cron="17 3 * * *", periodic_id="prune_finished_jobs")

@@ -1,0 +1,220 @@
+"""An export from request to download: the one implementation behind the Export page, the
+job and `audiospective export`.
+
+    create_export   an `exports` row (the period as local dates in the user's zone)
+    run_export      write the file into `export_chunks` in ONE transaction (a worker killed
+                    halfway leaves no half file; the retried job starts over), reading one
+                    snapshot of the archive; progress goes to the `exports` row meanwhile on
+                    its own connection, for the page
+    expire_exports  delete exports past their expiry (a periodic job)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import IO, Iterator
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .. import queue
+from ..db import Database
+from ..models import Export, ExportStatus, User
+from ..time import Clock
+from . import files, storage
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.5
+RUNNING = (ExportStatus.queued.value, ExportStatus.running.value)
+ABANDONED = ("This export was interrupted twice while it was being written (the process writing it stopped), so it "
+             "was not tried again. Try again; if it keeps failing, tell the admin.")
+FAILED = "Something went wrong on our side while writing this export. Try again; if it keeps failing, tell the admin."
+
+
+@dataclass(frozen=True)
+class Format:
+    label: str
+    content_type: str
+    extension: str
+    gzip: bool  # stored gzip-compressed (the zip is compressed already)
+
+
+FORMATS = {
+    "csv": Format("CSV (spreadsheets)", "text/csv; charset=utf-8", "csv", True),
+    "json": Format("JSON (complete, re-importable)", "application/json", "json", True),
+    "spotify": Format("Spotify's format (extended streaming history)", "application/zip", "zip", False),
+}
+WRITERS = {"csv": files.write_csv, "json": files.write_json, "spotify": files.write_spotify}
+
+
+class ExportError(ValueError):
+    """A request that cannot be exported, with a message for the person who asked."""
+
+
+def parse_period(raw_from: str | None, raw_to: str | None) -> tuple[date | None, date | None]:
+    """Dates from a form or the command line ("YYYY-MM-DD", blank = unbounded)."""
+    def one(raw: str | None, label: str) -> date | None:
+        raw = (raw or "").strip()
+        if not raw:
+            return None
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            raise ExportError(f"The {label} date must look like 2024-01-31.")
+        try:
+            value = date.fromisoformat(raw)
+        except ValueError:
+            raise ExportError(f"The {label} date ({raw}) is not a real date.") from None
+        if not 1900 <= value.year <= 9998:
+            raise ExportError(f"The {label} date must be between the years 1900 and 9998.")
+        return value
+
+    period_from, period_to = one(raw_from, "start"), one(raw_to, "end")
+    if period_from and period_to and period_from > period_to:
+        raise ExportError("The start date is after the end date.")
+    return period_from, period_to
+
+
+def create_export(session: Session, user: User, fmt: str, period_from: date | None, period_to: date | None, *,
+                  now: datetime, max_waiting: int | None = None) -> Export:
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown format {fmt!r}: choose {', '.join(FORMATS)}.")
+    if max_waiting is not None:
+        waiting = session.scalar(sa.select(sa.func.count()).select_from(Export).where(
+            Export.user_id == user.id, Export.status.in_(RUNNING)))
+        if waiting >= max_waiting:
+            raise ExportError(f"You already have {waiting} exports waiting or being written. Ask for more once one "
+                              "has finished.")
+    record = Export(user_id=user.id, format=fmt, period_from=period_from, period_to=period_to,
+                    timezone=user.timezone or "UTC", status=ExportStatus.queued.value, created_at=now)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def queue_export(session: Session, record: Export) -> None:
+    """Defer the export's job in the caller's transaction; one export per user is written
+    at a time (each reads their whole archive)."""
+    queue.defer(queue.EXPORT, session, {"export_id": record.id}, lock=f"export-user-{record.user_id}")
+
+
+def retry_export(session: Session, record: Export) -> bool:
+    if record.status != ExportStatus.failed.value:
+        return False
+    record.status, record.error, record.rows_written, record.expires_at = ExportStatus.queued.value, None, 0, None
+    queue_export(session, record)
+    return True
+
+
+def run_export(database: Database, export_id: int, *, clock: Clock, expiry_days: float) -> Export | None:
+    """Write the export's file. Returns the finished row, or None if it was deleted."""
+    with database.sessionmaker() as session:
+        record = session.get(Export, export_id)
+        if record is None:
+            return None
+        if record.status not in RUNNING:
+            return record  # a finished export is never written twice
+        user = session.get(User, record.user_id)
+        scope = files.Scope(record.user_id, record.timezone, record.period_from, record.period_to)
+        fmt = record.format
+        header = {"exported_at": clock().isoformat(), "generator": "Audiospective",
+                  "user": {"spotify_id": user.spotify_id, "display_name": user.display_name,
+                           "timezone": record.timezone},
+                  "period": {"from": record.period_from and record.period_from.isoformat(),
+                             "to": record.period_to and record.period_to.isoformat(), "timezone": record.timezone}}
+    with psycopg.connect(database.url, autocommit=True) as status_conn:
+        status_conn.execute("UPDATE exports SET status = 'running', started_at = %s, rows_written = 0, error = NULL "
+                            "WHERE id = %s", (clock(), export_id))
+        try:
+            rows, written, stored = _write(database, export_id, scope, fmt, header, status_conn)
+        except Exception:
+            log.exception("export %s failed", export_id)
+            status_conn.execute("UPDATE exports SET status = 'failed', error = %s, finished_at = %s, expires_at = %s "
+                                "WHERE id = %s", (FAILED, clock(), clock() + timedelta(days=expiry_days),
+                                                  export_id))
+        else:
+            finished = clock()
+            status_conn.execute(
+                "UPDATE exports SET status = 'done', rows_total = %s, rows_written = %s, bytes_file = %s, "
+                "bytes_stored = %s, finished_at = %s, expires_at = %s WHERE id = %s",
+                (rows, rows, written, stored, finished, finished + timedelta(days=expiry_days), export_id))
+            log.info("export %s (%s): %s plays, %s bytes (%s stored)", export_id, fmt, rows, written, stored)
+    with database.sessionmaker() as session:
+        return session.get(Export, export_id)
+
+
+def _write(database: Database, export_id: int, scope: files.Scope, fmt: str, header: dict,
+           status_conn: psycopg.Connection) -> tuple[int, int, int]:
+    last = [0.0]
+
+    def progress(rows: int) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
+            last[0] = time.monotonic()
+            status_conn.execute("UPDATE exports SET rows_written = %s WHERE id = %s", (rows, export_id))
+
+    with psycopg.connect(database.url) as conn:
+        # One snapshot for the count, the catalogue and the plays.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        conn.execute("DELETE FROM export_chunks WHERE export_id = %s", (export_id,))  # a retried job's leftovers
+        total = files.count_plays(conn, scope)
+        status_conn.execute("UPDATE exports SET rows_total = %s WHERE id = %s", (total, export_id))
+        sink = storage.ChunkWriter(conn, export_id, gzip=FORMATS[fmt].gzip)
+        extra = {"header": header} if fmt == "json" else {}
+        rows = WRITERS[fmt](conn, scope, sink, progress, **extra)
+        sink.finish()
+        # The export may have been deleted meanwhile: then its chunks must not outlive it.
+        if conn.execute("SELECT 1 FROM exports WHERE id = %s", (export_id,)).fetchone() is None:
+            conn.rollback()
+            return rows, 0, 0
+        conn.commit()
+    return rows, sink.bytes_in, sink.bytes_stored
+
+
+def abandon_export(database: Database, export_id: int) -> None:
+    """The export's job was failed because workers kept dying on it: say so on the page."""
+    with database.session() as session:
+        session.execute(sa.update(Export).where(Export.id == export_id, Export.status.in_(RUNNING))
+                        .values(status=ExportStatus.failed.value, error=ABANDONED))
+        session.execute(sa.text("DELETE FROM export_chunks WHERE export_id = :id"), {"id": export_id})
+
+
+def expire_exports(database: Database, now: datetime) -> int:
+    """Delete exports (and their files) whose expiry has passed."""
+    with database.session() as session:
+        deleted = session.execute(sa.delete(Export).where(Export.expires_at < now)).rowcount
+    if deleted:
+        log.info("deleted %s expired exports", deleted)
+    return deleted
+
+
+def downloadable(record: Export, now: datetime) -> bool:
+    return record.status == ExportStatus.done.value and record.expires_at is not None and record.expires_at > now
+
+
+def file_name(record: Export, spotify_id: str) -> str:
+    period = "all" if not (record.period_from or record.period_to) else \
+        f"{record.period_from or 'start'}_to_{record.period_to or 'now'}"
+    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", spotify_id)[:64] or "user"
+    suffix = "-spotify-format" if record.format == "spotify" else ""
+    return f"audiospective-{safe_id}-{period}{suffix}.{FORMATS[record.format].extension}"
+
+
+def file_bytes(database: Database, record: Export) -> Iterator[bytes]:
+    """The file as downloaded, streamed from its chunks on a connection of its own (a
+    response body outlives the request's database session)."""
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        chunks = storage.stored_chunks(conn, record.id)
+        yield from storage.gunzipped(chunks) if FORMATS[record.format].gzip else chunks
+
+
+def write_file(database: Database, record: Export, out: IO[bytes]) -> int:
+    size = 0
+    for data in file_bytes(database, record):
+        out.write(data)
+        size += len(data)
+    return size
+
