@@ -284,3 +284,39 @@ def test_export_command(app, archive, worker_env, tmp_path, db_conn):
     bad = cli("export", "--user", "sim-acct-sam", "--format", "csv", "--from", "2024-02-30", "-o",
               str(tmp_path / "x.csv"), env=worker_env)
     assert bad.returncode != 0 and "not a real date" in bad.stderr and not (tmp_path / "x.csv").exists()
+
+
+def test_what_cannot_be_exported_is_refused_with_a_message(app, archive, client, db_conn):
+    from conftest import csrf_token, sign_in
+
+    sign_in(client, "sim-acct-sam")
+    token = csrf_token(client, "/export")
+    for form, message in [({"format": "xml"}, "Unknown format"), ({"format": "csv", "from": "2024-02-30"}, "not a real date"),
+                          ({"format": "csv", "from": "2024-03-01", "to": "2024-02-01"}, "after the end date"),
+                          ({"format": "csv", "from": "0001-01-01"}, "between the years"),
+                          ({"format": "csv", "to": "99999-01-01"}, "look like 2024-01-31")]:
+        answer = client.post("/export", data={"csrf_token": token, **form})
+        assert answer.status_code == 400 and message in answer.get_data(as_text=True), form
+    assert db_conn.execute("SELECT count(*) FROM exports").fetchone()[0] == 0
+    # EXPORT_MAX_WAITING (2): a third export while two wait is refused, nothing queued.
+    for _ in range(2):
+        assert client.post("/export", data={"csrf_token": token, "format": "csv"}).status_code == 303
+    third = client.post("/export", data={"csrf_token": token, "format": "json"})
+    assert third.status_code == 400 and "already have 2 exports" in third.get_data(as_text=True)
+    assert db_conn.execute("SELECT count(*) FROM exports").fetchone()[0] == 2
+    assert db_conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'jobs.exports.write_export'"
+                           ).fetchone()[0] == 2
+
+
+def test_an_export_whose_worker_died_twice_is_failed_with_a_message(app, archive, db_conn):
+    from app.exports.service import ABANDONED, abandon_export
+
+    database = app.extensions["database"]
+    with database.session() as session:
+        export_id = create_export(session, session.get(User, archive["sim-acct-sam"]), "csv", None, None,
+                                  now=app.extensions["clock"]()).id
+    db_conn.execute("UPDATE exports SET status = 'running' WHERE id = %s", (export_id,))
+    db_conn.execute("INSERT INTO export_chunks (export_id, seq, data) VALUES (%s, 0, 'half')", (export_id,))
+    abandon_export(database, export_id)
+    assert db_conn.execute("SELECT status, error FROM exports").fetchone() == ("failed", ABANDONED)
+    assert db_conn.execute("SELECT count(*) FROM export_chunks").fetchone()[0] == 0

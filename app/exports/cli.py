@@ -51,9 +51,12 @@ def export_command(user_ref: str, fmt: str, period_from: str | None, period_to: 
         if record is None or record.status != "done":
             raise click.ClickException(record.error if record else "the export disappeared while it was written")
         partial = output.with_name(output.name + ".part")
-        with open(partial, "wb") as out:
-            size = write_file(database, record, out)
-        os.replace(partial, output)
+        try:
+            with open(partial, "wb") as out:
+                size = write_file(database, record, out)
+            os.replace(partial, output)  # the file appears whole or not at all
+        finally:
+            partial.unlink(missing_ok=True)
     finally:
         with database.session() as session:
             session.query(Export).filter(Export.id == export_id).delete()

@@ -133,9 +133,9 @@ def run_export(database: Database, export_id: int, *, clock: Clock, expiry_days:
             rows, written, stored = _write(database, export_id, scope, fmt, header, status_conn)
         except Exception:
             log.exception("export %s failed", export_id)
+            failed = clock()
             status_conn.execute("UPDATE exports SET status = 'failed', error = %s, finished_at = %s, expires_at = %s "
-                                "WHERE id = %s", (FAILED, clock(), clock() + timedelta(days=expiry_days),
-                                                  export_id))
+                                "WHERE id = %s", (FAILED, failed, failed + timedelta(days=expiry_days), export_id))
         else:
             finished = clock()
             status_conn.execute(
