@@ -59,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
 
     from . import auth, errors, healthz
     from .account import routes as account
+    from .email import routes as mail
     from .exports import routes as exports
     from .imports import routes as imports
     from .public import routes as public
@@ -70,6 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(account.bp)
     app.register_blueprint(imports.bp)
     app.register_blueprint(exports.bp)
+    app.register_blueprint(mail.bp)
     stats_routes.init_app(app)
     app.register_blueprint(healthz.bp)
     return app

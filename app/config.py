@@ -97,6 +97,9 @@ class Settings:
     import_max_waiting: int = 2  # a person's imports queued or running at once
     import_max_expanded_bytes: int = 4 * 1024**3
     export_expiry_days: float = 7.0
+    # Email (app/email): None = no SMTP, mail stays in the outbox (readable in the app).
+    smtp: SmtpSettings | None = None
+    mail_from: str = "Audiospective <audiospective@localhost>"
     export_max_waiting: int = 2  # a person's exports queued or being written at once
     # Worker liveness: heartbeat period, and how long silence means a worker is gone.
     worker_heartbeat_s: float = 10.0
@@ -115,6 +118,22 @@ class Settings:
     @property
     def uses_embedded_db(self) -> bool:
         return self.database_url is None
+
+    @property
+    def public_url(self) -> str:
+        """Where people reach this instance, for links in emails: the origin of the
+        Spotify redirect URI, which must be that address for sign-in to work at all."""
+        parts = urlsplit(self.spotify_redirect_uri)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    tls: str  # "ssl" (implicit TLS), "starttls" (required), "opportunistic" (STARTTLS when offered), "none"
+    username: str | None = None
+    password: str | None = None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: bool = True) -> Settings:
@@ -228,6 +247,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
                                          maximum=366),
         export_max_waiting=int(_parse_number("EXPORT_MAX_WAITING", get("EXPORT_MAX_WAITING"), 2, minimum=1,
                                              maximum=100)),
+        smtp=_parse_smtp_url(get("SMTP_URL"), get("SMTP_USERNAME"), get("SMTP_PASSWORD")),
+        mail_from=_parse_mail_from(get("MAIL_FROM")),
         worker_heartbeat_s=_parse_number("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS"), 10, minimum=0.5),
         stalled_after_s=_parse_number("WORKER_STALLED_AFTER_SECONDS", get("WORKER_STALLED_AFTER_SECONDS"), 60,
                                       minimum=1),
@@ -283,6 +304,42 @@ def _parse_base_url(name: str, raw: str) -> str:
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise ConfigError(f"{name} is malformed: expected an http(s) URL such as {SPOTIFY_ACCOUNTS_DEFAULT}")
     return raw.rstrip("/")
+
+
+def _parse_smtp_url(raw: str | None, username: str | None, password: str | None) -> SmtpSettings | None:
+    """smtp://[user:password@]host[:port][?starttls=required|off] or smtps://…; credentials
+    may instead come from SMTP_USERNAME and SMTP_PASSWORD."""
+    if not raw:
+        return None
+    from urllib.parse import parse_qs, unquote
+
+    example = "expected smtp://user:password@mail.example.com:587 or smtps://…:465"
+    parts = urlsplit(raw)
+    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise ConfigError(f"SMTP_URL is malformed: {example}")
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 587)
+    except ValueError:
+        raise ConfigError(f"SMTP_URL is malformed: its port is not a number ({example})") from None
+    starttls = (parse_qs(parts.query).get("starttls") or ["auto"])[0]
+    if starttls not in {"auto", "required", "off"}:
+        raise ConfigError("SMTP_URL is malformed: starttls= takes required, off or (the default) auto")
+    tls = "ssl" if parts.scheme == "smtps" else {"auto": "opportunistic", "required": "starttls", "off": "none"}[starttls]
+    return SmtpSettings(host=parts.hostname, port=port, tls=tls,
+                        username=unquote(parts.username) if parts.username else username,
+                        password=unquote(parts.password) if parts.password else password)
+
+
+def _parse_mail_from(raw: str | None) -> str:
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    if not raw:
+        return Settings.mail_from
+    name, address = parseaddr(raw)
+    if "@" not in address or any(c in raw for c in "\r\n"):
+        raise ConfigError("MAIL_FROM is malformed: expected an address such as 'Audiospective <archive@example.com>'")
+    return str(Address(display_name=name, addr_spec=address)) if name else address
 
 
 def _parse_redirect_uri(raw: str) -> str:

@@ -86,6 +86,9 @@ class User(Base):
     authorized_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_login_at: Mapped[datetime | None] = mapped_column(Timestamp)
     preferences: Mapped[dict] = mapped_column(pg.JSONB, server_default=sa.text("'{}'::jsonb"))
+    # Spotify gives no address with the scopes used: people enter one, and confirm it.
+    email: Mapped[str | None] = mapped_column(sa.Text)
+    email_verified_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now(), onupdate=sa.func.now())
 
@@ -400,6 +403,28 @@ class ExportChunk(Base):
     export_id: Mapped[int] = mapped_column(sa.ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+class OutboxMessage(Base):
+    """An email, written in the same transaction as what caused it and delivered by a job
+    (app/email). `key` names the message, so a retried job or request never queues it twice."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_user_id_created_at", "user_id", "created_at"),
+                      sa.Index("ix_outbox_unsent", "next_attempt_at", postgresql_where=sa.text("sent_at IS NULL")))
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.Text, unique=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    to_address: Mapped[str] = mapped_column(sa.Text)
+    subject: Mapped[str] = mapped_column(sa.Text)
+    body_text: Mapped[str] = mapped_column(sa.Text)
+    body_html: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 # --- listening rollups (migration 0004: written only by triggers on plays and users) -------

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports", "jobs.exports"]
+TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports", "jobs.exports", "jobs.mail"]
 RECONNECT_MAX_S = 30  # a worker that lost the database tries again at least this often
 
 # Poll jobs run first: a late poll can lose plays for good. Enrichment runs last.
@@ -57,6 +57,7 @@ POLL_BATCH = Task("jobs.archival.poll_batch", "archival", POLL_PRIORITY)
 ENRICH_BATCH = Task("jobs.archival.enrich_batch", "enrichment", ENRICH_PRIORITY)
 IMPORT = Task("jobs.imports.import_export", "imports")
 EXPORT = Task("jobs.exports.write_export", "exports")
+DELIVER_MAIL = Task("jobs.mail.deliver_mail", "mail", 5)
 
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=TASK_MODULES)
 

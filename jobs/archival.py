@@ -8,7 +8,14 @@ from app.archival.dispatch import defer_poll_batches, dispatch_due
 from app.archival.enrich import KINDS, Enricher
 from app.archival.poll import Archivist
 from app.archival.poll import poll_batch as poll_users
-from app.queue import ENRICH_BATCH, ENRICH_PRIORITY, POLL_BATCH, POLL_PRIORITY, app, flask_app
+from app.queue import (
+    ENRICH_BATCH,
+    ENRICH_PRIORITY,
+    POLL_BATCH,
+    POLL_PRIORITY,
+    app,
+    flask_app,
+)
 
 
 @app.periodic(cron="* * * * * */20", periodic_id="dispatch_polls")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.email.outbox import mail_context
 from app.exports.service import expire_exports, run_export
 from app.queue import EXPORT, app, flask_app
 
@@ -9,8 +10,10 @@ from app.queue import EXPORT, app, flask_app
 @app.task(**EXPORT.options())
 def write_export(export_id: int) -> dict:
     flask = flask_app()
-    record = run_export(flask.extensions["database"], export_id, clock=flask.extensions["clock"],
-                        expiry_days=flask.config["SETTINGS"].export_expiry_days)
+    settings = flask.config["SETTINGS"]
+    with mail_context(flask):
+        record = run_export(flask.extensions["database"], export_id, clock=flask.extensions["clock"],
+                            expiry_days=settings.export_expiry_days, mail_secret=settings.secret_key)
     return {"status": record.status if record else "deleted", "rows": record.rows_written if record else 0}
 
 

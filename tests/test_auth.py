@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from conftest import callback_path, consent, csrf_token, sign_in, start_sign_in
 
 
@@ -96,7 +97,21 @@ def test_spotify_errors_during_sign_in_end_on_a_friendly_page(client, db_conn, s
 
 def test_dashboard_requires_sign_in(client, database_url):
     response = client.get("/dashboard")
-    assert response.status_code == 302 and response.headers["Location"].startswith("/?")
+    assert response.status_code == 302 and response.headers["Location"] == "/"  # where to go next: in the session
+
+
+def test_signing_in_returns_to_the_page_that_asked_for_it(client, simulator, database_url):
+    assert client.get("/history?q=abc").status_code == 302
+    landed = sign_in(client)
+    assert landed.status_code == 302 and landed.headers["Location"] == "/history?q=abc"
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "/\\evil.example", "https://evil.example/"])
+def test_sign_in_never_sends_people_to_another_site(client, simulator, database_url, target):
+    with client.session_transaction() as session:
+        session["next"] = target
+    landed = sign_in(client)
+    assert landed.headers["Location"] == "/dashboard"
 
 
 def test_sign_out_needs_a_post_with_a_csrf_token(client, simulator, database_url):

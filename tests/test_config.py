@@ -57,6 +57,11 @@ def test_deployed_requires_each_secret(name):
         ("SPOTIFY_REDIRECT_URI", "http://127.0.0.1:5000/elsewhere"),
         ("SPOTIFY_API_URL", "ftp://x"),
         ("LOG_LEVEL", "chatty"),
+        ("SMTP_URL", "mail.example.com"),
+        ("SMTP_URL", "smtp://mail.example.com:port"),
+        ("SMTP_URL", "smtp://mail.example.com?starttls=maybe"),
+        ("MAIL_FROM", "nobody"),
+        ("MAIL_FROM", "a@example.com\nBcc: victim@example.com"),
     ],
 )
 def test_malformed_values_are_named(name, value):
@@ -158,3 +163,17 @@ def test_commands_ask_only_for_the_settings_they_use(database_url, tmp_path, db_
     assert listed.returncode == 0 and "family" in listed.stdout
     polled = cli("archive", "--user", "family", env=env)
     assert polled.returncode == 2 and "configuration error: SPOTIFY_CLIENT_ID is not set" in polled.stderr
+
+
+def test_smtp_settings_are_read_from_the_url_or_the_environment():
+    settings = load_settings(deployed(SMTP_URL="smtps://me%40example.com:p%3Ass@mail.example.com",
+                                      MAIL_FROM="Archive <archive@example.com>"))
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.tls) == ("mail.example.com", 465, "ssl")
+    assert (settings.smtp.username, settings.smtp.password) == ("me@example.com", "p:ss")
+    assert settings.mail_from == "Archive <archive@example.com>"
+    other = load_settings(deployed(SMTP_URL="smtp://mail.example.com?starttls=required", SMTP_USERNAME="u",
+                                   SMTP_PASSWORD="p"))
+    assert (other.smtp.port, other.smtp.tls, other.smtp.username, other.smtp.password) == (587, "starttls", "u", "p")
+    assert load_settings(deployed()).smtp is None
+    assert load_settings(deployed(SPOTIFY_REDIRECT_URI="https://music.example.org/auth/callback")).public_url \
+        == "https://music.example.org"

@@ -3,12 +3,24 @@ and the person's sign-ins (sign out everywhere)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required, logout_user
 
 from ..db import get_session
+from ..errors import problem
+from ..models import User
+from ..signed import LinkError
 from ..time import now
 from . import sessions
+from .addresses import AddressError, change_email, confirm_email
 from .preferences import RANK_BY, rank_by, save_preferences, selectable_zones
 
 bp = Blueprint("account", __name__)
@@ -31,11 +43,51 @@ def settings():
             session.commit()
             flash("Settings saved.", "info")
             return redirect(url_for("account.settings"), code=303)
-    return render_template("account/settings.html", zones=selectable_zones(), error=error,
+    return _settings_page(error)
+
+
+def _settings_page(error: str | None = None, email_error: str | None = None):
+    status = 400 if error or email_error else 200
+    return render_template("account/settings.html", zones=selectable_zones(), error=error, email_error=email_error,
                            rank_by=rank_by(current_user), sign_ins=sessions.active(get_session(), current_user.id,
                                                                                    now=now()),
                            this_sign_in=sessions.token_hash(current_user.get_id()),
-                           session_days=f"{current_app.config['SETTINGS'].session_days:g}"), 400 if error else 200
+                           session_days=f"{current_app.config['SETTINGS'].session_days:g}",
+                           smtp=current_app.config["SETTINGS"].smtp is not None), status
+
+
+@bp.post("/settings/email")
+@login_required
+def email():
+    session = get_session()
+    user = session.get(User, current_user.id)
+    try:
+        address = change_email(session, user, request.form.get("email"),
+                               secret=current_app.config["SETTINGS"].secret_key, now=now())
+    except AddressError as exc:
+        session.rollback()
+        return _settings_page(email_error=str(exc))
+    session.commit()
+    flash(f"We sent a confirmation link to {address}. Open it to start receiving mail there.", "info")
+    return redirect(url_for("account.settings"), code=303)
+
+
+@bp.get("/settings/email/confirm")
+def confirm_email_link():
+    """The link in the confirmation mail; works signed in or not (the signature is the proof)."""
+    session = get_session()
+    try:
+        user = confirm_email(session, request.args.get("t", ""), secret=current_app.config["SETTINGS"].secret_key,
+                             now=now())
+    except LinkError as exc:
+        return problem("This confirmation link cannot be used",
+                       "It has expired or was replaced by a newer one; ask for a new link in Settings."
+                       if exc.expired else "The link is incomplete or was changed. Copy the whole link from the "
+                       "email, or ask for a new one in Settings.", status=410 if exc.expired else 400,
+                       action=("Settings", url_for("account.settings")))
+    session.commit()
+    flash(f"{user.email} is confirmed: export links and alerts will be sent there.", "info")
+    return redirect(url_for("account.settings"), code=303)
 
 
 @bp.post("/settings/sign-out-everywhere")

@@ -35,6 +35,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     def load_user(token: str) -> User | None:
         return sessions.resume(get_session(), token, now=now())
 
+    # A signed-out visitor sent to sign in (a download link from a mail, say) comes back to
+    # where they were going: flask-login keeps that path in the session, the callback uses it.
+    app.config["USE_SESSION_FOR_NEXT"] = True
     app.config["REMEMBER_COOKIE_DURATION"] = timedelta(days=settings.session_days)
     app.config["REMEMBER_COOKIE_HTTPONLY"] = True
 

@@ -109,10 +109,19 @@ def callback():
     sessions.start(session, user, now=now(), lifetime=timedelta(days=settings.session_days),
                    user_agent=request.headers.get("User-Agent"))
     session.commit()
+    going_to = _local_path(flask_session.get("next"))
     flask_session.clear()  # nothing from before the sign-in carries over (fixation)
     login_user(user, remember=True)
     log.info("user %s signed in", user.id)
-    return redirect(url_for("stats.dashboard"))
+    return redirect(going_to or url_for("stats.dashboard"))
+
+
+def _local_path(value) -> str | None:
+    """A path on this site (never another site's address: an open redirect)."""
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or any(ord(c) < 32 for c in value) or len(value) > 2000:
+        return None
+    return value
 
 
 @bp.post("/logout")

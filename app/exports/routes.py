@@ -15,12 +15,15 @@ from flask import (
 from flask_login import current_user, login_required
 
 from ..db import get_database, get_session
+from ..errors import problem
 from ..models import Export, ExportStatus
+from ..signed import LinkError
 from ..time import now
 from .service import (
     FORMATS,
     RUNNING,
     ExportError,
+    check_download_link,
     create_export,
     downloadable,
     file_bytes,
@@ -66,6 +69,17 @@ def row(export_id: int):
 @bp.get("/<id:export_id>/download")
 @login_required
 def download(export_id: int):
+    """The owner's file. From a mailed link (`t`), the link must be intact and unexpired too;
+    signed out, login_required takes the person through sign-in and back here."""
+    if "t" in request.args:
+        try:
+            check_download_link(current_app.config["SETTINGS"].secret_key, request.args["t"], export_id, now())
+        except LinkError as exc:
+            return problem("This download link cannot be used",
+                           "The export it pointed to has expired and was deleted; ask for a new one on the Export "
+                           "page." if exc.expired else "The link is incomplete or was changed. Open it again from the "
+                           "email, or download from the Export page.", status=410 if exc.expired else 400,
+                           action=("Export page", url_for("exports.index")))
     record = _own_export(export_id)
     if not downloadable(record, now()):
         return _page("That export has expired or is not ready yet; ask for a new one below.", status=410)

@@ -23,14 +23,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .. import queue
+from ..account.addresses import verified_email
 from ..db import Database
+from ..email.outbox import external_url, queue_email
 from ..models import Export, ExportStatus, User
+from ..signed import LinkError, sign, verify
 from ..time import Clock
 from . import files, storage
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.5
+DOWNLOAD_PURPOSE = "export-download"
 RUNNING = (ExportStatus.queued.value, ExportStatus.running.value)
 ABANDONED = ("This export was interrupted twice while it was being written (the process writing it stopped), so it "
              "was not tried again. Try again; if it keeps failing, tell the admin.")
@@ -110,8 +114,11 @@ def retry_export(session: Session, record: Export) -> bool:
     return True
 
 
-def run_export(database: Database, export_id: int, *, clock: Clock, expiry_days: float) -> Export | None:
-    """Write the export's file. Returns the finished row, or None if it was deleted."""
+def run_export(database: Database, export_id: int, *, clock: Clock, expiry_days: float,
+               mail_secret: str | None = None) -> Export | None:
+    """Write the export's file. Returns the finished row, or None if it was deleted. With
+    `mail_secret` (the job's), the owner is mailed a signed download link if they have a
+    confirmed address (needs a request context for the link: email.outbox.mail_context)."""
     with database.sessionmaker() as session:
         record = session.get(Export, export_id)
         if record is None:
@@ -137,11 +144,15 @@ def run_export(database: Database, export_id: int, *, clock: Clock, expiry_days:
             status_conn.execute("UPDATE exports SET status = 'failed', error = %s, finished_at = %s, expires_at = %s "
                                 "WHERE id = %s", (FAILED, failed, failed + timedelta(days=expiry_days), export_id))
         else:
-            finished = clock()
-            status_conn.execute(
-                "UPDATE exports SET status = 'done', rows_total = %s, rows_written = %s, bytes_file = %s, "
-                "bytes_stored = %s, finished_at = %s, expires_at = %s WHERE id = %s",
-                (rows, rows, written, stored, finished, finished + timedelta(days=expiry_days), export_id))
+            with database.session() as session:  # the outcome and its mail, in one transaction
+                record = session.get(Export, export_id)
+                if record is not None:  # else deleted while it was written
+                    finished = clock()
+                    record.status, record.rows_total, record.rows_written = ExportStatus.done.value, rows, rows
+                    record.bytes_file, record.bytes_stored = written, stored
+                    record.finished_at, record.expires_at = finished, finished + timedelta(days=expiry_days)
+                    if mail_secret is not None:
+                        announce_ready(session, record, secret=mail_secret, now=finished)
             log.info("export %s (%s): %s plays, %s bytes (%s stored)", export_id, fmt, rows, written, stored)
     with database.sessionmaker() as session:
         return session.get(Export, export_id)
@@ -172,6 +183,29 @@ def _write(database: Database, export_id: int, scope: files.Scope, fmt: str, hea
             return rows, 0, 0
         conn.commit()
     return rows, sink.bytes_in, sink.bytes_stored
+
+
+def announce_ready(session: Session, record: Export, *, secret: str, now: datetime) -> bool:
+    """Mail the owner a link to the finished export, if they have a confirmed address."""
+    user = session.get(User, record.user_id)
+    address = verified_email(user)
+    if address is None:
+        return False
+    from jinja2.filters import do_filesizeformat
+
+    return queue_email(session, key=f"export-ready:{record.id}", user_id=user.id, to=address,
+                       subject=f"Your Audiospective export is ready ({record.rows_written:,} plays)",
+                       template="export_ready", now=now, name=user.display_name,
+                       format_label=FORMATS[record.format].label, plays=record.rows_written,
+                       size=do_filesizeformat(record.bytes_file), expires=f"{record.expires_at:%Y-%m-%d %H:%M} UTC",
+                       link=external_url("exports.download", export_id=record.id,
+                                         t=sign(secret, DOWNLOAD_PURPOSE, {"e": record.id}, record.expires_at)))
+
+
+def check_download_link(secret: str, token: str, export_id: int, now: datetime) -> None:
+    """LinkError unless `token` is this export's, intact and unexpired."""
+    if verify(secret, DOWNLOAD_PURPOSE, token, now).get("e") != export_id:
+        raise LinkError(expired=False)
 
 
 def abandon_export(database: Database, export_id: int) -> None:

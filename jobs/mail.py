@@ -1,0 +1,19 @@
+"""Mail delivery. The work is app/email/delivery.py's."""
+
+from __future__ import annotations
+
+from app.email.delivery import deliver_due
+from app.queue import DELIVER_MAIL, app, flask_app
+
+
+@app.task(**DELIVER_MAIL.options())
+def deliver_mail() -> dict:
+    flask = flask_app()
+    return deliver_due(flask.extensions["database"], flask.config["SETTINGS"], flask.extensions["clock"])
+
+
+@app.periodic(cron="* * * * *", periodic_id="deliver_mail")
+@app.task(name="jobs.mail.retry_mail", queue="mail", queueing_lock="retry_mail", priority=5)
+def retry_mail(timestamp: int) -> dict:
+    """Messages whose delivery failed wait for their next attempt: this picks them up."""
+    return deliver_mail()
