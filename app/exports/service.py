@@ -152,7 +152,11 @@ def run_export(database: Database, export_id: int, *, clock: Clock, expiry_days:
                     record.bytes_file, record.bytes_stored = written, stored
                     record.finished_at, record.expires_at = finished, finished + timedelta(days=expiry_days)
                     if mail_secret is not None:
-                        announce_ready(session, record, secret=mail_secret, now=finished)
+                        try:  # a mail that cannot be written never leaves the export unfinished
+                            with session.begin_nested():
+                                announce_ready(session, record, secret=mail_secret, now=finished)
+                        except Exception:
+                            log.exception("export %s is done but its mail could not be written", export_id)
             log.info("export %s (%s): %s plays, %s bytes (%s stored)", export_id, fmt, rows, written, stored)
     with database.sessionmaker() as session:
         return session.get(Export, export_id)
