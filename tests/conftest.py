@@ -35,7 +35,8 @@ from app.simulator import World, create_simulator, default_accounts, generated_a
 from app.simulator.world import SimConfig
 from app.time import ms_to_datetime
 
-TEST_DB = "audiospective_test"
+# One database per pytest-xdist process, so they can share a TEST_DATABASE_URL server.
+TEST_DB = "audiospective_test" + (f"_{os.environ['PYTEST_XDIST_WORKER']}" if "PYTEST_XDIST_WORKER" in os.environ else "")
 APP_TABLES = ("users", "spotify_tokens", "archive_state", "artists", "albums", "tracks", "track_artists",
               "plays", "gaps", "app_flags", "imports", "import_chunks", "listening_hours", "track_months",
               "track_years", "track_totals", "listening_sessions", "archive_versions", "user_sessions", "exports", "export_chunks", "outbox")

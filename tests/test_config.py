@@ -10,7 +10,8 @@ from cryptography.fernet import Fernet
 from app.config import DEMO_CLIENT_ID, ConfigError, load_settings, normalise_database_url, sqlalchemy_url
 from conftest import cli
 
-GOOD_KEY = Fernet.generate_key().decode()
+# Fixed (not generated) so that test ids are the same in every pytest-xdist worker.
+GOOD_KEY = "x6MAoroytRHkwgziCH00zLCgteiiLXOgUC5lhDyk59c="
 
 
 def deployed(**overrides) -> dict[str, str]:
