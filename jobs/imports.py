@@ -10,4 +10,6 @@ from app.queue import IMPORT, app, flask_app
 def import_export(import_id: int) -> dict:
     flask = flask_app()
     record = run_import(flask.extensions["database"], import_id, limits=limits_from(flask.config["SETTINGS"]))
+    if record is None:
+        return {"status": "deleted"}
     return {"status": record.status, "report": record.report, "error": record.error}

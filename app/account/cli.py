@@ -1,4 +1,4 @@
-"""`audiospective users …`: list users, or add one who has not signed in yet."""
+"""`audiospective users …`: list users, add one who has not signed in yet, delete one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import click
 
 @click.group()
 def users() -> None:
-    """Users: list them, or add one who has not signed in yet."""
+    """Users: list them, add one who has not signed in yet, or delete one."""
 
 
 @users.command("add")
@@ -58,3 +58,26 @@ def user_or_fail(session, user_ref: str):
     if user is None:
         raise click.ClickException(f"no user {user_ref!r} (see `audiospective users list`)")
     return user
+
+
+@users.command("delete")
+@click.argument("user_ref", metavar="USER")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def users_delete(user_ref: str, yes: bool) -> None:
+    """Delete USER (Spotify account id or numeric id) and everything of theirs: plays,
+    statistics, tokens, imports, exports, shares, mail and sign-ins, in one transaction.
+
+    The shared catalogue (tracks, albums, artists) stays. This cannot be undone."""
+    from .. import create_app
+    from ..db import get_database
+    from .leaving import delete_account, holdings
+
+    with get_database(create_app(require_spotify=False)).session() as session:
+        user = user_or_fail(session, user_ref)
+        held = holdings(session, user.id)
+        what = (f"user {user.id} ({user.display_name}, {user.spotify_id}): {held.plays:,} plays, "
+                f"{held.imports} imports, {held.exports} exports")
+        if not yes:
+            click.confirm(f"Delete {what}?", abort=True)
+        delete_account(session, user.id)
+    click.echo(f"Deleted {what}.")

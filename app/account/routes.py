@@ -1,5 +1,6 @@
 """/settings: the time zone and ranking preferences, the browser's zone on a first visit,
-and the person's sign-ins (sign out everywhere)."""
+the person's email address and sign-ins (sign out everywhere), and leaving: pausing
+collection or deleting the account."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..signed import LinkError
 from ..time import now
 from . import sessions
 from .addresses import AddressError, change_email, confirm_email
+from .leaving import SPOTIFY_APPS_URL, LeavingError, delete_account, holdings, pause_archiving, resume_archiving
 from .preferences import RANK_BY, rank_by, save_preferences, selectable_zones
 
 bp = Blueprint("account", __name__)
@@ -54,6 +56,57 @@ def _settings_page(error: str | None = None, email_error: str | None = None):
                            this_sign_in=sessions.token_hash(current_user.get_id()),
                            session_days=f"{current_app.config['SETTINGS'].session_days:g}",
                            smtp=current_app.config["SETTINGS"].smtp is not None), status
+
+
+@bp.post("/settings/collection")
+@login_required
+def collection():
+    """Pause collection (everything kept, nothing polled) or resume it."""
+    session = get_session()
+    user = session.get(User, current_user.id)
+    action = request.form.get("action")
+    try:
+        if action == "pause":
+            pause_archiving(session, user)
+            message = "Collection is paused. Your archive is kept; nothing new is added until you resume."
+        elif action == "resume":
+            resume_archiving(session, user, now=now())
+            message = "Collection is running again; the first poll comes within a minute."
+        else:
+            raise LeavingError("Choose pause or resume.")
+    except LeavingError as exc:
+        session.rollback()
+        return problem("Collection was not changed", str(exc), status=409, action=("Settings", url_for(
+            "account.settings")))
+    session.commit()
+    flash(message, "info")
+    return redirect(url_for("account.settings"), code=303)
+
+
+CONFIRM_WORD = "delete"
+
+
+@bp.route("/settings/delete", methods=["GET", "POST"])
+@login_required
+def delete():
+    """A confirmation page that says what goes, then the deletion itself."""
+    session = get_session()
+    error = None
+    if request.method == "POST":
+        if request.form.get("confirm", "").strip().lower() == CONFIRM_WORD:
+            user_id = current_user.id
+            delete_account(session, user_id)
+            session.commit()
+            logout_user()  # the sign-ins went with the account; this clears the cookie too
+            return redirect(url_for("account.goodbye"), code=303)
+        error = f"Type “{CONFIRM_WORD}” to confirm."
+    return render_template("account/delete.html", holdings=holdings(session, current_user.id), error=error,
+                           confirm_word=CONFIRM_WORD), 400 if error else 200
+
+
+@bp.get("/goodbye")
+def goodbye():
+    return render_template("account/goodbye.html", spotify_apps_url=SPOTIFY_APPS_URL)
 
 
 @bp.post("/settings/email")

@@ -44,6 +44,8 @@ def import_command(user_ref: str, rule: str, files: tuple[Path, ...]) -> None:
         import_id = record.id
     record = run_import(database, import_id, sources=[Source(p.name, p) for p in files],
                         limits=limits_from(flask_app.config["SETTINGS"]))
+    if record is None:
+        raise click.ClickException(f"user {user_ref!r} was deleted during the import; nothing was imported")
     if record.status != "done":
         click.echo(f"Import refused: {record.error}", err=True)
         click.echo(json.dumps({"import_id": import_id, "status": record.status, "error": record.error}))

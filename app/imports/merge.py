@@ -40,6 +40,10 @@ COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, a
         "counted) FROM STDIN")
 
 
+class AccountGone(Exception):
+    """The user was deleted while their import was being read."""
+
+
 class Stager:
     """Streams plays into the staging table with COPY, as a context manager: leaving it
     with an exception aborts the COPY, so the connection can roll back cleanly."""
@@ -89,6 +93,9 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     # the merge sees every play a poll committed before it.
     stage("waiting for a poll in progress")
     conn.execute(archive_lock.for_transaction_sql("%(user)s"), {"user": user_id})
+    # An account deleted while this import was read: nothing may be written for it.
+    if conn.execute("SELECT 1 FROM users WHERE id = %s FOR KEY SHARE", (user_id,)).fetchone() is None:
+        raise AccountGone(f"user {user_id} was deleted during the import")
     stage("removing duplicates within the upload")
     conn.execute("""
         CREATE TEMP TABLE import_rows ON COMMIT DROP AS

@@ -32,7 +32,7 @@ from ..db import Database
 from ..models import Import, ImportChunk, ImportStatus
 from ..time import iso_from_ms
 from . import formats
-from .merge import Stager, merge
+from .merge import AccountGone, Stager, merge
 from .sources import InputError, Limits, Meter, Upload, rows
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,14 @@ def queue_import(session: Session, record: Import) -> None:
 
 
 def run_import(database: Database, import_id: int, *, sources: list[Source] | None = None,
-               limits: Limits = Limits()) -> Import:
-    """Process an import (from its stored chunks, or from `sources` already on disk)."""
+               limits: Limits = Limits()) -> Import | None:
+    """Process an import (from its stored chunks, or from `sources` already on disk).
+    None when the import is gone (its owner deleted their account)."""
     progress = _Progress(database, import_id)
     with database.sessionmaker() as session:
         record = session.get(Import, import_id)
         if record is None:
-            raise ValueError(f"no import {import_id}")
+            return None
         if record.status in (ImportStatus.done.value, ImportStatus.failed.value):
             return record  # a finished import is never run twice
         user_id, rule, files = record.user_id, record.rule, record.files
@@ -116,6 +117,8 @@ def run_import(database: Database, import_id: int, *, sources: list[Source] | No
         if sources is None:
             sources = _materialise(database, import_id, files, workdir)
         report = _process(database, user_id, rule, sources, limits, progress)
+    except AccountGone:
+        log.info("import %s dropped: its owner deleted their account meanwhile", import_id)
     except InputError as exc:
         progress.finish(ImportStatus.failed, error=str(exc))
         log.info("import %s refused: %s", import_id, exc)
