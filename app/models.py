@@ -405,6 +405,34 @@ class ExportChunk(Base):
     data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
+class Share(Base):
+    """A share snapshot (app/shares): chosen panels of one period, frozen as JSON when it
+    was made, published at an unguessable URL until revoked, expired or deleted."""
+
+    __tablename__ = "shares"
+    __table_args__ = (
+        sa.CheckConstraint("rank_by IN ('plays', 'minutes')", name="rank_by"),
+        sa.Index("ix_shares_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    token: Mapped[str] = mapped_column(sa.Text, unique=True)  # the URL's secret: 192 random bits
+    # The period, as local dates in `timezone` (inclusive); first_day NULL = from the first play.
+    first_day: Mapped[date | None] = mapped_column(sa.Date)
+    last_day: Mapped[date] = mapped_column(sa.Date)
+    timezone: Mapped[str] = mapped_column(sa.Text)
+    panels: Mapped[list[str]] = mapped_column(pg.ARRAY(sa.Text))
+    rank_by: Mapped[str] = mapped_column(sa.Text)
+    display_name: Mapped[str | None] = mapped_column(sa.Text)  # shown only if the owner chose to
+    snapshot: Mapped[dict] = mapped_column(pg.JSONB)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    views: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_viewed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 class OutboxMessage(Base):
     """An email, written in the same transaction as what caused it and delivered by a job
     (app/email). `key` names the message, so a retried job or request never queues it twice."""

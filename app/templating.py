@@ -1,7 +1,8 @@
 """What every template can use, registered app-wide in create_app (not by a blueprint,
 so a page of any area prints times and durations the same way):
 
-    local      a UTC instant in the signed-in user's time zone
+    local      a UTC instant in the signed-in user's time zone (or in `g.display_zone`,
+               set by pages shown in someone else's zone: a share page, a report)
     duration   milliseconds as "3 h 12 min"
     browser    a User-Agent as a person would say it ("Firefox on Linux")
     spotify_url, entity_url   links to an item on Spotify and to its page here
@@ -16,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, url_for
+from flask import Flask, g, url_for
 from flask_login import current_user
 
 from .time import zone
@@ -28,7 +29,7 @@ def local(moment: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         return ""
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
-    tz = zone(current_user.timezone if current_user.is_authenticated else None)
+    tz = g.get("display_zone") or zone(current_user.timezone if current_user.is_authenticated else None)
     return moment.astimezone(tz).strftime(fmt)
 
 

@@ -45,9 +45,13 @@ def test_deleting_an_account_leaves_nothing_of_the_person(app, archive, client, 
     with mail_context(app), app.extensions["database"].session() as session:  # a mail in the outbox
         change_email(session, session.get(User, sam), "sam@example.org", secret="s", now=app.extensions["clock"]())
     sign_in(client, "sim-acct-sam")  # a sign-in (and the one this test deletes from)
+    shared = client.post("/shares", data={"period": "all", "panels": ["totals"], "rank_by": "plays", "expiry": "never",
+                                          "csrf_token": csrf_token(client, "/shares")})
+    assert shared.status_code == 303
+    share_token = db_conn.execute("SELECT token FROM shares WHERE user_id = %s", (sam,)).fetchone()[0]
     before = footprint(db_conn, sam)
     for table in ("plays", "imports", "exports", "outbox", "user_sessions", "spotify_tokens", "archive_state", "gaps",
-                  "listening_hours", "track_totals"):
+                  "listening_hours", "track_totals", "shares"):
         assert before[table] > 0, f"the fixture should give sam some {table}"
     export_chunks = db_conn.execute("SELECT count(*) FROM export_chunks c JOIN exports e ON e.id = c.export_id "
                                     "WHERE e.user_id = %s", (sam,)).fetchone()[0]
@@ -57,7 +61,7 @@ def test_deleting_an_account_leaves_nothing_of_the_person(app, archive, client, 
 
     token = csrf_token(client, "/settings/delete")
     page = client.get("/settings/delete").get_data(as_text=True)
-    assert f"{before['plays']:,} plays" in page
+    assert f"{before['plays']:,} plays" in page and "1 shared page," in page
     wrong = client.post("/settings/delete", data={"confirm": "yes", "csrf_token": token})
     assert wrong.status_code == 400 and "Type “delete”" in wrong.get_data(as_text=True)
     assert footprint(db_conn, sam) == before, "a wrong confirmation deletes nothing"
@@ -73,6 +77,7 @@ def test_deleting_an_account_leaves_nothing_of_the_person(app, archive, client, 
     assert db_conn.execute("SELECT count(*) FROM import_chunks").fetchone()[0] == 0
     assert db_conn.execute("SELECT count(*) FROM outbox WHERE to_address = 'sam@example.org'").fetchone()[0] == 0
     assert db_conn.execute("SELECT count(*) FROM tracks").fetchone()[0] == catalogue, "the catalogue stays"
+    assert app.test_client().get(f"/s/{share_token}").status_code == 404
     # The session that deleted the account is over, and so is its cookie.
     assert client.get("/settings").status_code == 302
     # Riley's archive is exactly as it was, and their dashboard still equals a recount.

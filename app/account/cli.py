@@ -76,7 +76,7 @@ def users_delete(user_ref: str, yes: bool) -> None:
         user = user_or_fail(session, user_ref)
         held = holdings(session, user.id)
         what = (f"user {user.id} ({user.display_name}, {user.spotify_id}): {held.plays:,} plays, "
-                f"{held.imports} imports, {held.exports} exports")
+                f"{held.imports} imports, {held.exports} exports, {held.shares} shares")
         if not yes:
             click.confirm(f"Delete {what}?", abort=True)
         delete_account(session, user.id)

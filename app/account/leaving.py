@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from .. import archive_lock
 from ..archival.dispatch import resume_collection
-from ..models import Export, Import, Play, User, UserStatus
+from ..models import Export, Import, Play, Share, User, UserStatus
 
 # Where a person removes the app's access at Spotify (Spotify has no API to revoke a grant).
 SPOTIFY_APPS_URL = "https://www.spotify.com/account/apps/"
@@ -60,13 +60,14 @@ class Holdings:
     plays: int
     imports: int
     exports: int
+    shares: int
 
 
 def holdings(session: Session, user_id: int) -> Holdings:
     def count(model) -> int:
         return session.scalar(sa.select(sa.func.count()).select_from(model).where(model.user_id == user_id))
 
-    return Holdings(plays=count(Play), imports=count(Import), exports=count(Export))
+    return Holdings(plays=count(Play), imports=count(Import), exports=count(Export), shares=count(Share))
 
 
 def delete_account(session: Session, user_id: int) -> bool:

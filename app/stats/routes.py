@@ -1,6 +1,6 @@
 """Pages and HTMX fragments: the dashboard (each panel its own fragment endpoint), entity
 pages, the history. Views parse the request and render; the numbers come from
-queries.py, entities.py and history.py."""
+panels.py, entities.py and history.py."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from ..db import get_database, get_session
 from ..errors import problem as error_problem
 from ..spotify.tokens import reauthorise_by
 from ..time import now, zone
-from . import charts, entities, history, queries
+from . import charts, entities, history, panels
+from .panels import PANELS
 from .cache import FragmentCache, archive_version
 from .periods import EARLIEST, PERIODS, Period, PeriodError, local_midnight, resolve
 
 bp = Blueprint("stats", __name__)
 
-PANELS = ("totals", "top-tracks", "top-artists", "top-albums", "clock", "timeline", "discoveries", "habits", "genres")
 
 
 def init_app(app: Flask) -> None:
@@ -78,33 +78,8 @@ def panel(name: str):
         version = archive_version(conn, current_user.id)
         key = (current_user.id, version, period.tz.key, name, tuple(sorted(period.query().items())), rank_by)
         return current_app.extensions["stats_cache"].get_or_render(
-            key, lambda: _render_panel(conn, name, period, rank_by))
-
-
-def _render_panel(conn, name: str, period: Period, rank_by: str) -> str:
-    uid = current_user.id
-    context = {"period": period, "rank_by": rank_by, "name": name, "charts": charts}
-    if name == "totals":
-        context["totals"] = queries.totals(conn, uid, period)
-    elif name.startswith("top-"):
-        kind = name[4:]
-        context.update(kind=kind, items=queries.top(conn, uid, period, kind, rank_by))
-    elif name == "clock":
-        grid = queries.clock(conn, uid, period)
-        context.update(figure=charts.heatmap(f"Plays by hour of day and weekday, {period.label.lower()}", grid),
-                       empty=not any(any(row) for row in grid))
-    elif name == "timeline":
-        line = queries.timeline(conn, uid, period)
-        fmt = {"day": "%-d %b", "week": "%-d %b %Y", "month": "%b %Y"}[line.unit]
-        context.update(unit=line.unit, empty=not any(v for _, v in line.points), figure=charts.columns(
-            f"Plays per {line.unit}, {period.label.lower()}", [(d.strftime(fmt), v) for d, v in line.points]))
-    elif name == "discoveries":
-        context["found"] = queries.discoveries(conn, uid, period)
-    elif name == "habits":
-        context["habits"] = queries.habits(conn, uid, period)
-    elif name == "genres":
-        context["genres"] = queries.genres(conn, uid, period)
-    return render_template(f"stats/_{name.replace('-', '_') if not name.startswith('top-') else 'top'}.html", **context)
+            key, lambda: panels.render(name, panels.compute(conn, current_user.id, name, period, rank_by), period,
+                                       rank_by))
 
 
 @bp.get("/dashboard/archive-health")
