@@ -13,6 +13,10 @@ Two kinds carry music plays (docs/spotify.md, "Data export files"):
   show as `artistName`: the service skips those when the upload's extended history
   names the show.
 
+Audiospective's own JSON export (`audiospective-*.json`, or any JSON object whose
+`format` is "audiospective") is read by native.py: its plays are the archive's as they
+were, and no counting rule applies to them.
+
 Everything else (video, podcast and audiobook histories, `Userdata.json`,
 `Payments.json`, …) is never opened: it is listed in the report as ignored. A JSON file
 with a name we do not know is read only if its first row has the fields of a play.
@@ -34,7 +38,9 @@ from ..time import end_time_ms, ts_ms
 
 EXTENDED = "extended"
 ACCOUNT = "account"
+NATIVE = "audiospective"  # this app's own JSON export (imports/native.py)
 IGNORED = "ignored"
+NATIVE_FORMAT = "audiospective"  # its top-level "format"
 
 RULES = {
     "default": "plays of 30 seconds or more, outside private sessions",
@@ -57,6 +63,7 @@ _PATTERNS = [
     (re.compile(r"^endsong(_\d+)?\.json$", re.I), EXTENDED, None),
     (re.compile(r"^streaminghistory_music_\d+\.json$", re.I), ACCOUNT, None),
     (re.compile(r"^streaminghistory\d*\.json$", re.I), ACCOUNT, None),
+    (re.compile(r"^audiospective-.*\.json$", re.I), NATIVE, None),
     (re.compile(r"^streaming_?history_video_.*\.json$", re.I), IGNORED, "video streams are not music plays"),
     (re.compile(r"^streaminghistory_podcast_\d+\.json$", re.I), IGNORED, "podcast history is not music plays"),
     (re.compile(r"^streaming_?history_?audiobook.*\.json$", re.I), IGNORED, "audiobook history is not music plays"),

@@ -27,17 +27,19 @@ from .. import archive_lock
 from ..matching import UNCERTAINTY_MS, WIDEST_MS, sql_same_play
 from ..models import PlaySource
 from .formats import Play
+from .native import NativePlay
 
 # `counted` is false for extended rows that were skipped but identify a play (private,
 # short, …): they are staged only so account-data rows of the same plays are skipped too.
 STAGE = """
     CREATE TEMP TABLE import_stage (
         row_no integer, source smallint, played_ms bigint, spotify_id text,
-        track_name text, artist_name text, album_name text, ms_played integer, counted boolean
+        track_name text, artist_name text, album_name text, ms_played integer, counted boolean,
+        track_ref bigint  -- native rows: their track in the file's catalogue (imports/native.py)
     ) ON COMMIT DROP
 """
 COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, artist_name, album_name, ms_played, "
-        "counted) FROM STDIN")
+        "counted, track_ref) FROM STDIN")
 
 
 class AccountGone(Exception):
@@ -66,12 +68,18 @@ class Stager:
 
     def add(self, row_no: int, play: Play) -> None:
         self._copy.write_row((row_no, play.source, play.played_at_ms, play.spotify_id, play.track_name,
-                              play.artist_name, play.album_name, play.ms_played, True))
+                              play.artist_name, play.album_name, play.ms_played, True, None))
+        self.staged += 1
+
+    def add_native(self, row_no: int, play: NativePlay) -> None:
+        """A play of Audiospective's own export: names come from its catalogue later."""
+        self._copy.write_row((row_no, play.source, play.played_at_ms, None, None, None, None, play.ms_played, True,
+                              play.track_ref))
         self.staged += 1
 
     def add_skipped(self, row_no: int, played_ms: int, track_name: str) -> None:
         self._copy.write_row((row_no, int(PlaySource.extended_history), played_ms, None, track_name, None, None,
-                              None, False))
+                              None, False, None))
 
 
 @dataclass

@@ -31,9 +31,9 @@ from .. import queue
 from ..db import Database
 from ..models import Import, ImportChunk, ImportStatus
 from ..time import iso_from_ms
-from . import formats
+from . import formats, native
 from .merge import AccountGone, Stager, merge
-from .sources import InputError, Limits, Meter, Upload, rows
+from .sources import InputError, Limits, Member, Meter, Upload, rows
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
             names = ", ".join(sorted({m.name.rsplit("/", 1)[-1] for m in members})[:5])
             raise InputError(f"No streaming history found in what was uploaded ({names}). Spotify's export holds "
                              "Streaming_History_Audio_*.json (extended history) or StreamingHistory_music_*.json "
-                             "(account data).")
+                             "(account data); an Audiospective export is audiospective-*.json.")
         progress.total_bytes(sum(m.size for m in readable))
 
         counts: Counter = Counter()
@@ -171,18 +171,24 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
         keep_skipped = any(m.kind == formats.ACCOUNT for m in readable) and any(
             m.kind == formats.EXTENDED for m in readable)
         shows: set[str] = set()  # podcast shows the extended history names, in lower case
+        natives = [m for m in readable if m.kind == formats.NATIVE]
         with psycopg.connect(database.url) as conn:  # the import's one transaction
+            if natives:  # their catalogues first: plays point into them
+                native.create_tables(conn)
+                for file_no, member in enumerate(natives):
+                    native.check(member)
+                    native.stage_catalogue(conn, member, file_no)
             row_no = 0
             with Stager(conn) as stager:
                 for member in members:
                     if member.kind == formats.IGNORED:
                         file_reports.append({"name": member.name, "kind": "ignored", "reason": member.reason})
                         continue
-                    read = formats.read_extended if member.kind == formats.EXTENDED else formats.read_account
+                    read, add, prefix = _reader(member, natives, stager)
                     file_counts: Counter = Counter()
                     first_problem = None
                     meter = Meter()
-                    for row in rows(member, meter):
+                    for row in rows(member, meter, prefix):
                         row_no += 1
                         verdict = read(row, rule)
                         if shows and member.kind == formats.ACCOUNT and not isinstance(verdict, str) \
@@ -202,7 +208,7 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
                                     stager.add_skipped(row_no, *identity)
                         else:
                             file_counts[STAGED] += 1
-                            stager.add(row_no, verdict)
+                            add(row_no, verdict)
                         if row_no % 2000 == 0:
                             progress.rows(row_no, meter.bytes, lambda: counts + file_counts)
                     _refuse_if_mostly_broken(member.name, file_counts, first_problem)
@@ -210,7 +216,14 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
                     progress.file_done(member.size)
                     file_reports.append({"name": member.name, "kind": member.kind, "rows": file_counts.total()})
             read_s = time.monotonic() - started
+            if natives:
+                unknown_track = native.resolve(conn)  # plays of a track the file does not describe
+                counts[STAGED] -= unknown_track
+                counts[formats.MALFORMED] += unknown_track
+                stager.staged -= unknown_track
+                native.add_catalogue(conn)
             merged = merge(conn, user_id, stager.staged, stage=progress.stage)
+            gaps_restored = native.restore_gaps(conn, user_id) if natives else 0
             conn.commit()
         log.info("import for user %s: %s rows read and staged in %.1f s, merged in %.1f s", user_id,
                  row_no, read_s, time.monotonic() - started - read_s)
@@ -233,14 +246,31 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
         "new_tracks": merged.new_tracks,
         "name_only_tracks": merged.name_only_tracks,
         "gaps_filled": merged.gaps_filled,
+        "gaps_restored": gaps_restored,
         "files": file_reports,
         "seconds": round(time.monotonic() - started, 2),
     }
     accounted = report["imported"] + report["duplicate_in_upload"] + report["already_in_archive"] + sum(skipped.values())
     assert accounted == total, f"report buckets sum to {accounted}, not {total} rows"
+    notes = []
     if rule == "finished" and any(f["kind"] == formats.ACCOUNT for f in file_reports):
-        report["notes"] = ["Account-data files carry no end reason, so the 30-second rule was applied to them."]
+        notes.append("Account-data files carry no end reason, so the 30-second rule was applied to them.")
+    if natives:
+        notes.append("Audiospective exports hold plays that were counted when they were archived: no counting "
+                     "rule was applied to them.")
+    if notes:
+        report["notes"] = notes
     return report
+
+
+def _reader(member: Member, natives: list[Member], stager: Stager) -> tuple[Callable, Callable, str]:
+    """How a member's rows are read: (row, rule) -> verdict, how a play is staged, and
+    where its rows are (ijson's path)."""
+    if member.kind == formats.NATIVE:
+        file_no = next(n for n, m in enumerate(natives) if m is member)
+        return (lambda row, rule: native.read_play(row, file_no)), stager.add_native, "plays.item"
+    read = formats.read_extended if member.kind == formats.EXTENDED else formats.read_account
+    return read, stager.add, "item"
 
 
 def _refuse_if_mostly_broken(name: str, counts: Counter, first_problem: int | None) -> None:

@@ -27,7 +27,7 @@ from typing import IO, Callable, Iterator
 
 import ijson
 
-from .formats import ACCOUNT, EXTENDED, IGNORED, classify, sniff
+from .formats import ACCOUNT, EXTENDED, IGNORED, NATIVE, NATIVE_FORMAT, classify, sniff
 
 ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
@@ -53,7 +53,7 @@ class Member:
     """One file to read (or to list as ignored) from an upload."""
 
     name: str
-    kind: str  # EXTENDED, ACCOUNT or IGNORED
+    kind: str  # EXTENDED, ACCOUNT, NATIVE or IGNORED
     size: int
     reason: str | None = None  # why ignored
     _open: Callable[[], IO[bytes]] | None = field(default=None, repr=False)
@@ -87,9 +87,14 @@ class Upload:
     def _json_member(self, path: Path) -> Member:
         kind, reason = classify(self.display_name)
         if kind == IGNORED and reason and "never read" in reason:
-            # An unfamiliar name: look at the first row before giving up on it.
+            # An unfamiliar name: look at the first row (or the object's format) before giving up on it.
             with open(path, "rb") as f:
-                kind = sniff(_first_row(f, self.display_name)) or IGNORED
+                if _first_character(f.read(4096)) == "{":
+                    f.seek(0)
+                    kind = NATIVE if top_level_value(f, self.display_name, "format") == NATIVE_FORMAT else IGNORED
+                else:
+                    f.seek(0)
+                    kind = sniff(_first_row(f, self.display_name)) or IGNORED
             if kind != IGNORED:
                 reason = None
         return Member(self.display_name, kind, path.stat().st_size, reason,
@@ -138,9 +143,11 @@ class Meter:
     bytes: int = 0
 
 
-def rows(member: Member, meter: Meter | None = None) -> Iterator:
-    """The rows of a streaming-history file, read incrementally. Raises InputError for a file
-    that is not a JSON list, or is cut short or otherwise not valid JSON."""
+def rows(member: Member, meter: Meter | None = None, prefix: str = "item") -> Iterator:
+    """The rows of a streaming-history file, read incrementally: the items of its top-level
+    list, or with `prefix` (ijson's path, e.g. "plays.item") those of a list inside the
+    top-level object. Raises InputError for a file of the wrong shape, cut short or
+    otherwise not valid JSON."""
     # Everything inside the try: a zip member's checksum is verified when its last bytes
     # are read, which for a small file is the first read of all.
     try:
@@ -148,10 +155,12 @@ def rows(member: Member, meter: Meter | None = None) -> Iterator:
             stream = io.BufferedReader(_StructureGuard(_Metered(raw, meter or Meter()), member.name),
                                        buffer_size=1024 * 1024)
             first = _first_character(stream.peek(4096))
-            if first != "[":
+            if prefix == "item" and first != "[":
                 raise InputError(f"{member.name} is not a Spotify streaming history: expected a list of plays, "
                                  f"found {'an object' if first == '{' else 'something else'}.")
-            yield from ijson.items(stream, "item")
+            if prefix != "item" and first != "{":
+                raise InputError(f"{member.name} is not an Audiospective export: expected an object.")
+            yield from ijson.items(stream, prefix)
     except ijson.JSONError as exc:
         raise InputError(f"{member.name} is damaged: it is not valid JSON or it ends early ({exc}).") from None
     except UnicodeDecodeError as exc:
@@ -305,6 +314,23 @@ class _Capped(io.RawIOBase):
 def _first_character(data: bytes) -> str:
     text = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     return chr(text[0]) if text else ""
+
+
+def top_level_value(stream: IO[bytes], name: str, key: str, *, within: int = 64):
+    """The value of `key` in a JSON file's top-level object if it comes among its first
+    `within` parse events (scalars only), else None: how a file says what it is."""
+    try:
+        parser = ijson.parse(io.BufferedReader(_StructureGuard(stream, name), buffer_size=64 * 1024))
+        for n, (path, event, value) in enumerate(parser):
+            if n == 0 and event != "start_map":
+                return None
+            if path == key and event in ("string", "number", "boolean", "null"):
+                return value
+            if n >= within:
+                return None
+    except (ijson.JSONError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _first_row(stream: IO[bytes], name: str):
