@@ -25,18 +25,12 @@ from htmx_flask.requests import HtmxAwareRequest
 
 from .config import Settings
 from .errors import problem
+from .images import image_origins
 
 csrf = CSRFProtect()
 
-# Spotify serves cover art and artist images from these hosts.
-SPOTIFY_IMAGE_HOSTS = "https://i.scdn.co https://*.scdn.co https://*.spotifycdn.com"
-
-
 def content_security_policy(settings: Settings) -> str:
-    img_src = f"'self' data: {SPOTIFY_IMAGE_HOSTS}"
-    if settings.demo_mode:
-        api = urlsplit(settings.spotify_api_url)
-        img_src += f" {api.scheme}://{api.netloc}"  # the simulator's generated covers
+    img_src = " ".join(["'self' data:", *image_origins(settings)])
     return "; ".join([
         "default-src 'self'",
         "script-src 'self'",

@@ -13,8 +13,9 @@ from ..account.cli import user_or_fail
 @click.command("export")
 @click.option("--user", "user_ref", required=True, metavar="ID",
               help="The user's Spotify account id (or Audiospective's numeric user id).")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "spotify"]), required=True,
-              help="json: complete, re-importable; csv: one row per play; spotify: Spotify's extended-history zip.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "spotify", "pdf"]), required=True,
+              help="json: complete, re-importable; csv: one row per play; spotify: Spotify's extended-history zip; "
+                   "pdf: the listening report of the period.")
 @click.option("--from", "period_from", metavar="YYYY-MM-DD", help="First day (in the user's time zone).")
 @click.option("--to", "period_to", metavar="YYYY-MM-DD", help="Last day, included.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -26,6 +27,7 @@ def export_command(user_ref: str, fmt: str, period_from: str | None, period_to: 
     """
     from .. import create_app
     from ..db import get_database
+    from ..email.outbox import mail_context
     from ..models import Export
     from .service import (
         ExportError,
@@ -47,7 +49,8 @@ def export_command(user_ref: str, fmt: str, period_from: str | None, period_to: 
             raise click.ClickException(str(exc)) from None
         export_id = record.id
     try:
-        record = run_export(database, export_id, clock=clock, expiry_days=1)
+        with mail_context(flask_app):  # a request context: the PDF report is rendered from templates
+            record = run_export(database, export_id, clock=clock, expiry_days=1)
         if record is None or record.status != "done":
             raise click.ClickException(record.error if record else "the export disappeared while it was written")
         partial = output.with_name(output.name + ".part")

@@ -28,7 +28,9 @@ from ..db import Database
 from ..email.outbox import external_url, queue_email
 from ..models import Export, ExportStatus, User
 from ..signed import LinkError, sign, verify
-from ..time import Clock
+from ..reports.report import report_period, write_report
+from ..stats.periods import PeriodError, parse_dates
+from ..time import Clock, zone
 from . import files, storage
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,21 @@ FORMATS = {
     "csv": Format("CSV (spreadsheets)", "text/csv; charset=utf-8", "csv", True),
     "json": Format("JSON (complete, re-importable)", "application/json", "json", True),
     "spotify": Format("Spotify's format (extended streaming history)", "application/zip", "zip", False),
+    "pdf": Format("PDF report (a year in review, or any period)", "application/pdf", "pdf", False),
 }
-WRITERS = {"csv": files.write_csv, "json": files.write_json, "spotify": files.write_spotify}
+
+
+def _write_report(conn: psycopg.Connection, scope: files.Scope, out: IO[bytes], progress: files.Progress, *,
+                  header: dict, database: Database) -> int:
+    """The PDF report of the export's period (app/reports), read from the rollups."""
+    now = datetime.fromisoformat(header["exported_at"])
+    period = report_period(scope.period_from, scope.period_to, scope.timezone,
+                           now.astimezone(zone(scope.timezone)).date())
+    return write_report(database, scope.user_id, period, out, progress, owner=header["user"]["display_name"],
+                        now=now)
+
+
+WRITERS = {"csv": files.write_csv, "json": files.write_json, "spotify": files.write_spotify, "pdf": _write_report}
 
 
 class ExportError(ValueError):
@@ -63,24 +78,10 @@ class ExportError(ValueError):
 
 def parse_period(raw_from: str | None, raw_to: str | None) -> tuple[date | None, date | None]:
     """Dates from a form or the command line ("YYYY-MM-DD", blank = unbounded)."""
-    def one(raw: str | None, label: str) -> date | None:
-        raw = (raw or "").strip()
-        if not raw:
-            return None
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-            raise ExportError(f"The {label} date must look like 2024-01-31.")
-        try:
-            value = date.fromisoformat(raw)
-        except ValueError:
-            raise ExportError(f"The {label} date ({raw}) is not a real date.") from None
-        if not 1900 <= value.year <= 9998:
-            raise ExportError(f"The {label} date must be between the years 1900 and 9998.")
-        return value
-
-    period_from, period_to = one(raw_from, "start"), one(raw_to, "end")
-    if period_from and period_to and period_from > period_to:
-        raise ExportError("The start date is after the end date.")
-    return period_from, period_to
+    try:
+        return parse_dates(raw_from, raw_to)
+    except PeriodError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def create_export(session: Session, user: User, fmt: str, period_from: date | None, period_to: date | None, *,
@@ -178,7 +179,8 @@ def _write(database: Database, export_id: int, scope: files.Scope, fmt: str, hea
         total = files.count_plays(conn, scope)
         status_conn.execute("UPDATE exports SET rows_total = %s WHERE id = %s", (total, export_id))
         sink = storage.ChunkWriter(conn, export_id, gzip=FORMATS[fmt].gzip)
-        extra = {"header": header} if fmt == "json" else {}
+        extra = {"header": header} if fmt == "json" else {"header": header, "database": database} if fmt == "pdf" \
+            else {}
         rows = WRITERS[fmt](conn, scope, sink, progress, **extra)
         sink.finish()
         # The export may have been deleted meanwhile: then its chunks must not outlive it.

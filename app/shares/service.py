@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Share, User
 from ..stats import panels as stats_panels
-from ..stats.periods import Period, between, local_midnight
+from ..stats.periods import Period, spanning
 from ..time import zone
 
 SNAPSHOT_VERSION = 1
@@ -68,10 +68,7 @@ def create_share(session: Session, user: User, period: Period, panels: list[str]
 
 def period_of(share: Share) -> Period:
     """The shared period, as fixed dates (a share made "last 30 days" keeps those 30 days)."""
-    tz = zone(share.timezone)
-    if share.first_day is None:
-        return Period("all", None, local_midnight(share.last_day + timedelta(days=1), tz), None, share.last_day, tz)
-    return between(share.first_day, share.last_day, tz)
+    return spanning(share.first_day, share.last_day, zone(share.timezone))
 
 
 def panels_of(share: Share) -> list[tuple[str, object]]:

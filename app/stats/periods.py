@@ -7,6 +7,7 @@ zoneinfo: a local day can last 23 or 25 hours.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -78,6 +79,36 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
 def between(first_day: date, last_day: date, tz: ZoneInfo, key: str = "custom") -> Period:
     return Period(key, local_midnight(first_day, tz), local_midnight(last_day + timedelta(days=1), tz),
                   first_day, last_day, tz)
+
+
+def parse_dates(raw_from: str | None, raw_to: str | None) -> tuple[date | None, date | None]:
+    """Two dates from a form or the command line ("YYYY-MM-DD", blank = unbounded), in
+    order; PeriodError with a message otherwise."""
+    def one(raw: str | None, label: str) -> date | None:
+        raw = (raw or "").strip() if isinstance(raw, str) else ""
+        if not raw:
+            return None
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw, re.ASCII):
+            raise PeriodError(f"The {label} date must look like 2024-01-31.")
+        try:
+            value = date.fromisoformat(raw)
+        except ValueError:
+            raise PeriodError(f"The {label} date ({raw}) is not a real date.") from None
+        if not 1900 <= value.year <= 9998:
+            raise PeriodError(f"The {label} date must be between the years 1900 and 9998.")
+        return value
+
+    first, last = one(raw_from, "start"), one(raw_to, "end")
+    if first and last and first > last:
+        raise PeriodError("The start date is after the end date.")
+    return first, last
+
+
+def spanning(first_day: date | None, last_day: date, tz: ZoneInfo) -> Period:
+    """Fixed dates (first_day None: from the first play), as kept by shares and reports."""
+    if first_day is None:
+        return Period("all", None, local_midnight(last_day + timedelta(days=1), tz), None, last_day, tz)
+    return between(first_day, last_day, tz)
 
 
 def resolve(key: str | None, tz: ZoneInfo, now: datetime, *, start: str | None = None,
