@@ -176,3 +176,72 @@ def test_dashboard_journey_in_a_real_browser(running, browser, tmp_path):
     assert page.locator("li.day-separator").count() >= 2
     assert problems == []
     context.close()
+
+
+@pytest.mark.browser
+def test_export_mail_and_share_journey_in_a_real_browser(running, browser, page, tmp_path):
+    """A CSV export asked for on the Export page, followed live, announced in the Outbox
+    (no mail server in demo mode), downloaded through the mailed link; then a share made
+    and opened by someone who is not signed in."""
+    import csv
+
+    problems = sign_in_as(page, running, "Jo Light")
+    # The first poll comes within seconds of signing in; the panel itself refreshes only
+    # every 30 s, so ask for the page again until it shows the plays.
+    deadline = time.monotonic() + 90
+    while not page.locator("#archive-health .big-number").count() and time.monotonic() < deadline:
+        page.wait_for_timeout(2000)
+        page.reload()
+    plays = int(page.inner_text("#archive-health .big-number").replace(",", ""))
+
+    # A confirmed address, through the Outbox.
+    page.goto(f"{running.url}/settings")
+    page.get_by_label("Address").fill("jo@example.org")
+    page.get_by_role("button", name="Add").click()
+    page.wait_for_selector("text=We sent a confirmation link to jo@example.org")
+    page.get_by_role("link", name="Outbox").first.click()
+    page.get_by_role("link", name="Confirm your email address").first.click()
+    page.locator("pre.mail-text a").first.click()
+    page.wait_for_selector("text=jo@example.org is confirmed")
+
+    # The export, followed live on the page (HTMX polls its row) until it is ready.
+    page.get_by_role("link", name="Export").first.click()
+    page.get_by_label("CSV (spreadsheets)").check()
+    page.get_by_role("button", name="Export", exact=True).click()
+    page.wait_for_url(f"{running.url}/export")
+    row = page.locator("table.exports tbody tr").first
+    row.get_by_role("link", name="Download").wait_for(timeout=60_000)
+    import re
+
+    written = int(re.search(r"Ready: ([\d,]+) plays", row.inner_text()).group(1).replace(",", ""))
+    assert written >= plays  # a poll may have added some since
+
+    # The mail that says so, and its link: straight to the file, for its owner.
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("link", name="Outbox").first.click()
+    page.get_by_role("link", name="Your Audiospective export is ready").first.click()
+    with page.expect_download() as download:
+        page.locator("pre.mail-text a[href*='/download']").first.click()
+    saved = tmp_path / "export.csv"
+    download.value.save_as(saved)
+    with open(saved, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == written and rows[0]["track"] and rows[0]["played_at_utc"].endswith("Z")
+
+    # A share, opened in a fresh browser context with no sign-in.
+    page.get_by_role("link", name="Share").first.click()
+    page.get_by_label("Period").select_option("all")
+    page.get_by_role("button", name="Make the link").click()
+    link = page.locator(".share-item a[href*='/s/']").first.get_attribute("href")
+    stranger = browser.new_context()
+    visitor = stranger.new_page()
+    visitor_problems: list[str] = []
+    visitor.on("console", lambda m: visitor_problems.append(m.text) if m.type == "error" else None)
+    visitor.goto(f"{running.url}{link}")
+    assert visitor.locator("#panel-totals").is_visible() and visitor.locator("#panel-top-artists").is_visible()
+    shared_plays = int(visitor.locator("#panel-totals dd").first.inner_text().replace(",", ""))
+    assert shared_plays >= written  # the plays at the moment the share was made
+    assert visitor.get_by_role("button", name="Sign out").count() == 0
+    assert visitor.locator("#panel-habits").count() == 0  # not chosen
+    stranger.close()
+    assert problems == [] and visitor_problems == []
