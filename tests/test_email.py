@@ -19,6 +19,7 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 from conftest import (
+    REFERENCE_MS,
     ServerThread,
     add_users,
     callback_path,
@@ -126,6 +127,22 @@ def test_a_confirmation_link_expires_and_is_void_once_the_address_changes(app, c
     wrong_purpose = sign(secret, "export-download", {"u": uid, "e": "sam@example.com"}, now + timedelta(days=1))
     assert client.get(f"/settings/email/confirm?t={wrong_purpose}").status_code == 400
     assert db_conn.execute("SELECT email_verified_at FROM users WHERE id = %s", (uid,)).fetchone()[0] is None
+
+
+def test_confirmation_mails_are_capped_per_hour(app, client, db_conn, simulator):
+    freeze(simulator)
+    sign_in(client, "sim-acct-sam")
+    token = csrf_token(client, "/settings")
+    for n in range(5):
+        assert client.post("/settings/email", data={"email": f"sam{n}@example.com", "csrf_token": token}
+                           ).status_code == 303
+    refused = client.post("/settings/email", data={"email": "victim@example.com", "csrf_token": token})
+    assert refused.status_code == 400 and "the most there can be" in refused.get_data(as_text=True)
+    assert db_conn.execute("SELECT count(*) FROM outbox WHERE to_address = 'victim@example.com'").fetchone()[0] == 0
+    assert db_conn.execute("SELECT email FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0] == \
+        "sam4@example.com", "a refused change leaves the address as it was"
+    freeze(simulator, REFERENCE_MS + 61 * 60_000)  # an hour later
+    assert client.post("/settings/email", data={"email": "sam@example.com", "csrf_token": token}).status_code == 303
 
 
 def test_delivery_over_smtp_retries_until_the_server_answers_and_sends_once(app, smtp, db_conn, simulator):

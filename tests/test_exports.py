@@ -203,48 +203,58 @@ def server(app):
 def test_export_page_job_and_download(app, archive, workers, db_conn, server):
     """Through the page over HTTP, written by a real worker; downloads are the owner's only."""
     sam, riley = archive["sim-acct-sam"], archive["sim-acct-riley"]
-    if True:
-        browser = http_sign_in(server.url, "sim-acct-sam")
-        page = browser.get(f"{server.url}/export")
-        assert page.status_code == 200 and "No exports yet" in page.text
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-        refused = browser.post(f"{server.url}/export", data={"csrf_token": token, "format": "csv",
-                                                             "from": "2024-13-01"})
-        assert refused.status_code == 400 and "not a real date" in refused.text
-        assert db_conn.execute("SELECT count(*) FROM exports").fetchone()[0] == 0
-        asked = browser.post(f"{server.url}/export", data={"csrf_token": token, "format": "csv", "from": "",
-                                                           "to": ""})
-        assert asked.status_code == 200 and "Waiting for a worker" in asked.text
-        export_id = db_conn.execute("SELECT id FROM exports").fetchone()[0]
-        workers()
-        wait_for(lambda: db_conn.execute("SELECT status FROM exports WHERE id = %s", (export_id,)).fetchone()[0]
-                 in ("done", "failed"), timeout=60, message="the export to be written")
-        row = browser.get(f"{server.url}/export/{export_id}/row")
-        assert "Ready" in row.text and "hx-trigger" not in row.text and "Download" in row.text
-        download = browser.get(f"{server.url}/export/{export_id}/download")
-        assert download.status_code == 200 and download.headers["Content-Type"].startswith("text/csv")
-        assert "attachment" in download.headers["Content-Disposition"]
-        rows = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"), newline="")))
-        assert len(rows) - 1 == len(archive_plays(db_conn, sam))
-        # Another user, and nobody: not found, nothing given away.
-        other = http_sign_in(server.url, "sim-acct-riley")
-        assert other.get(f"{server.url}/export/{export_id}/download").status_code == 404
-        assert other.get(f"{server.url}/export/{export_id}/row").status_code == 404
-        other_token = re.search(r'name="csrf_token" value="([^"]+)"', other.get(f"{server.url}/export").text).group(1)
-        assert other.post(f"{server.url}/export/{export_id}/delete", data={"csrf_token": other_token}).status_code == 404
-        anonymous = requests.get(f"{server.url}/export/{export_id}/download", allow_redirects=False)
-        assert anonymous.status_code in (302, 401) and not anonymous.content.startswith(b"\xef\xbb\xbf")
-        # Expired: a clear page, no file.
-        db_conn.execute("UPDATE exports SET expires_at = %s WHERE id = %s",
-                        (app.extensions["clock"](), export_id))
-        gone = browser.get(f"{server.url}/export/{export_id}/download")
-        assert gone.status_code == 410 and "expired" in gone.text
-        # Delete: row and file go.
-        deleted = browser.post(f"{server.url}/export/{export_id}/delete", data={"csrf_token": token})
-        assert deleted.status_code == 200 and "No exports yet" in deleted.text
-        assert db_conn.execute("SELECT count(*) FROM export_chunks").fetchone()[0] == 0
-        assert riley  # riley's own data untouched by all of this
-        assert len(archive_plays(db_conn, riley)) > 0
+    browser = http_sign_in(server.url, "sim-acct-sam")
+    page = browser.get(f"{server.url}/export")
+    assert page.status_code == 200 and "No exports yet" in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    refused = browser.post(f"{server.url}/export", data={"csrf_token": token, "format": "csv",
+                                                         "from": "2024-13-01"})
+    assert refused.status_code == 400 and "not a real date" in refused.text
+    assert db_conn.execute("SELECT count(*) FROM exports").fetchone()[0] == 0
+    asked = browser.post(f"{server.url}/export", data={"csrf_token": token, "format": "csv", "from": "",
+                                                       "to": ""})
+    assert asked.status_code == 200 and "Waiting for a worker" in asked.text
+    export_id = db_conn.execute("SELECT id FROM exports").fetchone()[0]
+    workers()
+    wait_for(lambda: db_conn.execute("SELECT status FROM exports WHERE id = %s", (export_id,)).fetchone()[0]
+             in ("done", "failed"), timeout=60, message="the export to be written")
+    row = browser.get(f"{server.url}/export/{export_id}/row")
+    assert "Ready" in row.text and "hx-trigger" not in row.text and "Download" in row.text
+    download = browser.get(f"{server.url}/export/{export_id}/download")
+    assert download.status_code == 200 and download.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in download.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"), newline="")))
+    assert len(rows) - 1 == len(archive_plays(db_conn, sam))
+    # Another user, and nobody: not found, nothing given away.
+    other = http_sign_in(server.url, "sim-acct-riley")
+    assert other.get(f"{server.url}/export/{export_id}/download").status_code == 404
+    assert other.get(f"{server.url}/export/{export_id}/row").status_code == 404
+    other_token = re.search(r'name="csrf_token" value="([^"]+)"', other.get(f"{server.url}/export").text).group(1)
+    assert other.post(f"{server.url}/export/{export_id}/delete", data={"csrf_token": other_token}).status_code == 404
+    anonymous = requests.get(f"{server.url}/export/{export_id}/download", allow_redirects=False)
+    assert anonymous.status_code in (302, 401) and not anonymous.content.startswith(b"\xef\xbb\xbf")
+    # Expired: a clear page, no file.
+    db_conn.execute("UPDATE exports SET expires_at = %s WHERE id = %s",
+                    (app.extensions["clock"](), export_id))
+    gone = browser.get(f"{server.url}/export/{export_id}/download")
+    assert gone.status_code == 410 and "expired" in gone.text
+    # Delete: row and file go.
+    deleted = browser.post(f"{server.url}/export/{export_id}/delete", data={"csrf_token": token})
+    assert deleted.status_code == 200 and "No exports yet" in deleted.text
+    assert db_conn.execute("SELECT count(*) FROM export_chunks").fetchone()[0] == 0
+    assert riley  # riley's own data untouched by all of this
+    assert len(archive_plays(db_conn, riley)) > 0
+
+
+def test_an_export_after_more_plays_arrive_holds_them(app, archive, importer, db_conn):
+    sam = archive["sim-acct-sam"]
+    before = json.loads(export_bytes(app, sam, "json"))["plays"]
+    more = synthetic_history(200, years=0.2, tracks=20, artists=4, seed=42, end_ms=int(END.timestamp() * 1000))
+    added = importer(sam, {"more.zip": _zip({f"Streaming_History_Audio_{n}.json": p for n, p in enumerate(more)})})
+    assert added.status == "done" and added.report["imported"] > 50, added.report
+    after = json.loads(export_bytes(app, sam, "json"))["plays"]
+    assert len(after) == len(before) + added.report["imported"] == len(archive_plays(db_conn, sam))
+    assert {p["played_at"] for p in before} < {p["played_at"] for p in after}
 
 
 def test_a_failed_export_says_why_and_can_be_retried(app, archive, db_conn):

@@ -8,14 +8,18 @@ import hashlib
 import re
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..email.outbox import external_url, queue_email
-from ..models import User
+from ..models import OutboxMessage, User
 from ..signed import LinkError, sign, verify
 
 CONFIRM_PURPOSE = "confirm-email"
 CONFIRM_VALID = timedelta(days=2)
+# Confirmation mails go to any address a signed-in person types: capped, so an account
+# cannot make this instance send mail to strangers in bulk.
+CONFIRM_LIMIT, CONFIRM_WINDOW = 5, timedelta(hours=1)
 _ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]{1,64}@[^\s@<>()\[\]\\,;:\"]+\.[^\s@<>()\[\]\\,;:\".]{2,}")
 
 
@@ -36,6 +40,12 @@ def normalise(raw: str | None) -> str:
 def change_email(session: Session, user: User, raw: str | None, *, secret: str, now: datetime) -> str:
     """Set the (unconfirmed) address and queue the confirmation mail; the address."""
     address = normalise(raw)
+    recent = session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.user_id == user.id, OutboxMessage.key.startswith(f"{CONFIRM_PURPOSE}:{user.id}:"),
+        OutboxMessage.created_at > now - CONFIRM_WINDOW))
+    if recent >= CONFIRM_LIMIT:
+        raise AddressError(f"{recent} confirmation emails were sent in the last hour, the most there can be. Open the "
+                           "latest one, or try again in an hour.")
     user.email, user.email_verified_at = address, None
     token = sign(secret, CONFIRM_PURPOSE, {"u": user.id, "e": address}, now + CONFIRM_VALID)
     queue_email(session, key=f"{CONFIRM_PURPOSE}:{user.id}:{hashlib.sha256(token.encode()).hexdigest()[:24]}",
