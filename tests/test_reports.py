@@ -65,6 +65,9 @@ def test_the_preview_is_the_same_report_as_a_page(app, archive, client):  # noqa
     assert page.status_code == 200 and "2024 in review" in html
     assert f"<dd>{totals.plays:,}</dd>" in html and artists[0].name in html
     assert "<script>" not in html and "style=" not in html  # the page's CSP allows neither
+    for hostile in ("from=1900-01-01&to=9998-12-31", "from=9998-01-01", "to=1900-01-02", "from=%00", "from=" + "9" * 5000,
+                    "from=2024-01-01&to=2023-01-01", "from=%ED%A0%80"):
+        assert client.get(f"/report/preview?{hostile}").status_code in (200, 400), hostile
     bad = client.get("/report/preview?from=2024-02-30")
     assert bad.status_code == 400 and "not a real date" in bad.get_data(as_text=True)
     assert client.get("/export").status_code == 200 and "PDF report" in client.get("/export").get_data(as_text=True)

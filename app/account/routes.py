@@ -73,7 +73,8 @@ def collection():
             resume_archiving(session, user, now=now())
             message = "Collection is running again; the first poll comes within a minute."
         else:
-            raise LeavingError("Choose pause or resume.")
+            return problem("Collection was not changed", "Choose pause or resume.", status=400,
+                           action=("Settings", url_for("account.settings")))
     except LeavingError as exc:
         session.rollback()
         return problem("Collection was not changed", str(exc), status=409, action=("Settings", url_for(

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from ..db import Database
 from ..stats import panels as stats_panels
-from ..stats.periods import Period, spanning
+from ..stats.periods import EARLIEST, Period, spanning
 from ..time import zone
 
 FETCH_TIMEOUT_S = 2.0
@@ -49,7 +49,12 @@ class Report:
 
 
 def report_period(first_day: date | None, last_day: date | None, timezone_name: str, today: date) -> Period:
-    return spanning(first_day, last_day or today, zone(timezone_name))
+    """The dates asked for, kept between the earliest day anything can have been played
+    and today (a report of the year 9000 is an empty report of today, not 84,000 months
+    of timeline)."""
+    last = min(last_day or today, today)
+    first = None if first_day is None else min(max(first_day, EARLIEST), last)
+    return spanning(first, last, zone(timezone_name))
 
 
 def title_for(period: Period) -> str:
