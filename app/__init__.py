@@ -61,6 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     from .account import routes as account
     from .email import routes as mail
     from .exports import routes as exports
+    from .membership import routes as membership
     from .reports import routes as reports
     from .shares import routes as shares
     from .imports import routes as imports
@@ -76,6 +77,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(mail.bp)
     app.register_blueprint(shares.bp)
     app.register_blueprint(reports.bp)
+    app.register_blueprint(membership.bp)
     stats_routes.init_app(app)
     app.register_blueprint(healthz.bp)
     return app

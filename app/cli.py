@@ -4,6 +4,7 @@ The root group holds the process commands (`run`, `worker`) and the schema (`db`
 area brings its own commands from its `cli.py`, composed here:
 
     users      app/account/cli.py
+    waitlist   app/membership/cli.py
     archive, enrich   app/archival/cli.py
     import     app/imports/cli.py
     export     app/exports/cli.py
@@ -25,6 +26,7 @@ from .archival.cli import archive, enrich
 from .config import ConfigError, load_settings
 from .exports.cli import export_command
 from .imports.cli import import_command
+from .membership.cli import waitlist
 from .simulator.cli import simulator
 
 
@@ -131,7 +133,7 @@ def db_revision(message: str) -> None:
     migrate.revision(_database_url(), message)
 
 
-for command in (archive, enrich, import_command, export_command, users, simulator):
+for command in (archive, enrich, import_command, export_command, users, waitlist, simulator):
     cli.add_command(command)
 
 

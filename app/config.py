@@ -101,6 +101,10 @@ class Settings:
     smtp: SmtpSettings | None = None
     mail_from: str = "Audiospective <audiospective@localhost>"
     export_max_waiting: int = 2  # a person's exports queued or being written at once
+    # Membership (app/membership): seats for founding members (an admin can raise it), and
+    # how long an invitation from the waitlist stays valid.
+    founding_member_cap: int = 100
+    invite_days: float = 7.0
     # Worker liveness: heartbeat period, and how long silence means a worker is gone.
     worker_heartbeat_s: float = 10.0
     stalled_after_s: float = 60.0
@@ -247,6 +251,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
                                          maximum=366),
         export_max_waiting=int(_parse_number("EXPORT_MAX_WAITING", get("EXPORT_MAX_WAITING"), 2, minimum=1,
                                              maximum=100)),
+        founding_member_cap=int(_parse_number("FOUNDING_MEMBER_CAP", get("FOUNDING_MEMBER_CAP"), 100, minimum=0,
+                                              maximum=10_000_000)),
+        invite_days=_parse_number("INVITE_DAYS", get("INVITE_DAYS"), 7, minimum=0.01, maximum=366),
         smtp=_parse_smtp_url(get("SMTP_URL"), get("SMTP_USERNAME"), get("SMTP_PASSWORD")),
         mail_from=_parse_mail_from(get("MAIL_FROM")),
         worker_heartbeat_s=_parse_number("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS"), 10, minimum=0.5),

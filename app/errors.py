@@ -31,6 +31,14 @@ def problem(title: str, message: str, *, status: int, action: tuple[str, str] | 
     return render_template(template, title=title, message=message, action=action), status
 
 
+def too_many(retry_after_s: int, what: str):
+    """429 for a limit reached (app/limits.py), with Retry-After."""
+    wait = f"{-(-retry_after_s // 60)} minute{'s' if retry_after_s > 60 else ''}" if retry_after_s >= 60 \
+        else f"{retry_after_s} seconds"
+    body, status = problem("Too many attempts", f"{what} Please try again in {wait}.", status=429)
+    return body, status, {"Retry-After": str(retry_after_s)}
+
+
 @bp.app_errorhandler(CSRFError)
 def csrf_error(exc: CSRFError):
     return problem("This page has expired",

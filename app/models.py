@@ -81,6 +81,8 @@ class User(Base):
     plan: Mapped[str] = mapped_column(sa.Text, server_default=Plan.free.value)
     role: Mapped[str] = mapped_column(sa.Text, server_default=Role.member.value)
     founding_member: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    # The seat this person holds (app/membership): its number is their founding-member number.
+    member_number: Mapped[int | None] = mapped_column(sa.Integer, unique=True)
     status: Mapped[str] = mapped_column(sa.Text, server_default=UserStatus.active.value)
     # When the user last granted consent; Spotify refresh tokens die 6 months later.
     authorized_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -453,6 +455,38 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    headers: Mapped[dict | None] = mapped_column(pg.JSONB)  # extra headers (List-Unsubscribe)
+
+
+class WaitlistEntry(Base):
+    """A person waiting for a seat (app/membership): confirmed by a mailed link, then in
+    line by confirmation time until invited; an invite admits them once before it expires."""
+
+    __tablename__ = "waitlist"
+    __table_args__ = (
+        sa.Index("uq_waitlist_email", sa.text("lower(email)"), unique=True),
+        sa.Index("ix_waitlist_queue", "confirmed_at", "id",
+                 postgresql_where=sa.text("invited_at IS NULL AND confirmed_at IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    email: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    invited_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    invite_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    admitted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class RateLimit(Base):
+    """Hits on one limited action in the current window (app/limits.py): in Postgres, so a
+    limit holds across web processes and machines."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(Timestamp)
+    hits: Mapped[int] = mapped_column(sa.Integer)
 
 
 # --- listening rollups (migration 0004: written only by triggers on plays and users) -------

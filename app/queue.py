@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports", "jobs.exports", "jobs.mail"]
+TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports", "jobs.exports", "jobs.mail", "jobs.membership"]
 RECONNECT_MAX_S = 30  # a worker that lost the database tries again at least this often
 
 # Poll jobs run first: a late poll can lose plays for good. Enrichment runs last.

@@ -39,7 +39,8 @@ from app.time import ms_to_datetime
 TEST_DB = "audiospective_test" + (f"_{os.environ['PYTEST_XDIST_WORKER']}" if "PYTEST_XDIST_WORKER" in os.environ else "")
 APP_TABLES = ("users", "spotify_tokens", "archive_state", "artists", "albums", "tracks", "track_artists",
               "plays", "gaps", "app_flags", "imports", "import_chunks", "listening_hours", "track_months",
-              "track_years", "track_totals", "listening_sessions", "archive_versions", "user_sessions", "exports", "export_chunks", "outbox", "shares")
+              "track_years", "track_totals", "listening_sessions", "archive_versions", "user_sessions", "exports", "export_chunks", "outbox", "shares",
+              "waitlist", "rate_limits")
 QUEUE_TABLES = ("procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers",
                 "procrastinate_workers")
 
@@ -93,6 +94,7 @@ def _empty_tables(request):
     yield
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(APP_TABLES + QUEUE_TABLES)} RESTART IDENTITY CASCADE")
+        conn.execute("ALTER SEQUENCE member_numbers RESTART")
         conn.execute("UPDATE api_budget SET tokens = 0, updated_at = now() - interval '1 day', "
                      "paused_until = NULL, pause_reason = NULL")
 

@@ -175,8 +175,12 @@ def test_an_upload_built_to_exhaust_memory_is_refused_and_the_worker_lives_on(ri
     error = db_conn.execute("SELECT error FROM imports").fetchone()[0]
     assert "nested more than 16 levels deep" in error
     assert worker.process.poll() is None and peak_rss_mb(worker.process.pid) < 400
+    # Handled: the job ends (a moment after the import row says failed), it does not crash.
+    wait_for(lambda: db_conn.execute("SELECT status FROM procrastinate_jobs WHERE task_name = "
+                                     "'jobs.imports.import_export'").fetchone()[0] != "doing", timeout=30,
+             message="the job to end")
     assert db_conn.execute("SELECT status FROM procrastinate_jobs WHERE task_name = 'jobs.imports.import_export'"
-                           ).fetchone()[0] == "succeeded"  # handled: the job ended, it did not crash
+                           ).fetchone()[0] == "succeeded"
 
     # The same worker goes on with the next import.
     good = json.dumps([{"endTime": "2024-05-01 12:00", "artistName": "A", "trackName": "T", "msPlayed": 200_000}])

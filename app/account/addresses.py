@@ -5,12 +5,12 @@ receives nothing but that confirmation."""
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ..email.address import AddressError, normalise
 from ..email.outbox import external_url, queue_email
 from ..models import OutboxMessage, User
 from ..signed import LinkError, sign, verify
@@ -20,23 +20,6 @@ CONFIRM_VALID = timedelta(days=2)
 # Confirmation mails go to any address a signed-in person types: capped, so an account
 # cannot make this instance send mail to strangers in bulk.
 CONFIRM_LIMIT, CONFIRM_WINDOW = 5, timedelta(hours=1)
-_ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]{1,64}@[^\s@<>()\[\]\\,;:\"]+\.[^\s@<>()\[\]\\,;:\".]{2,}")
-
-
-class AddressError(ValueError):
-    """An address that cannot be used, with a message for the person."""
-
-
-def normalise(raw: str | None) -> str:
-    address = (raw or "").strip()
-    if not address:
-        raise AddressError("Enter an email address.")
-    if len(address) > 254 or not address.isprintable() or not _ADDRESS.fullmatch(address):
-        raise AddressError("That does not look like an email address (name@example.com).")
-    local, domain = address.rsplit("@", 1)
-    return f"{local}@{domain.lower()}"
-
-
 def change_email(session: Session, user: User, raw: str | None, *, secret: str, now: datetime) -> str:
     """Set the (unconfirmed) address and queue the confirmation mail; the address."""
     address = normalise(raw)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from ..membership.seats import give_seat
 from ..models import ArchiveState, Play, User
 
 
@@ -66,6 +67,7 @@ def add_user(session: Session, spotify_id: str, display_name: str) -> User:
     user = User(spotify_id=spotify_id, display_name=display_name)
     session.add(user)
     session.flush()
+    give_seat(session, user)  # an operator's choice: it takes a seat, beyond the cap if need be
     return user
 
 

@@ -19,6 +19,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 from ..account import sessions
 from ..db import get_session
 from ..errors import problem
+from ..membership import seats
+from ..membership.routes import invite_in_session
 from ..spotify.errors import NotAllowListed, RateLimited, SpotifyError
 from ..time import now
 from .signin import sign_in
@@ -32,6 +34,12 @@ def login():
     if current_user.is_authenticated and request.args.get("reauthorise") != "1":
         return redirect(url_for("stats.dashboard"))
     settings = current_app.config["SETTINGS"]
+    # A full instance sends newcomers to the waitlist before Spotify, not after a consent
+    # for nothing. Members say they are (`member=1`: the waitlist page's sign-in link);
+    # the callback checks it, and whoever is not a member lands on the waitlist anyway.
+    if not current_user.is_authenticated and request.args.get("member") != "1" and invite_in_session() is None \
+            and seats.seats_left(get_session(), settings.founding_member_cap, now()) == 0:
+        return redirect(url_for("membership.index", full=1))
     oauth_client = current_app.extensions["spotify_oauth"].spotify
     return oauth_client.authorize_redirect(redirect_uri=settings.spotify_redirect_uri)
 
@@ -93,6 +101,13 @@ def callback():
         return _spotify_unavailable()
 
     session = get_session()
+    try:
+        seats.admit(session, profile, default_cap=current_app.config["SETTINGS"].founding_member_cap,
+                    invite_id=invite_in_session(), now=now())
+    except seats.Full:
+        session.rollback()
+        log.info("sign-in refused: no seat left for a new account")
+        return redirect(url_for("membership.index", full=1))
     user = sign_in(
         session,
         profile,

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..account.users import user_from_profile
+from ..membership.seats import give_seat
 from ..archival.dispatch import resume_collection
 from ..crypto import TokenCipher
 from ..models import User
@@ -30,6 +31,7 @@ def sign_in(
 ) -> User:
     """Signing in again is also how a user recovers from `reauth_required` or `deactivated`."""
     user = user_from_profile(session, profile, now=now)
+    give_seat(session, user)  # the caller has let them in (membership.seats.admit)
     store_tokens(
         session, user, cipher,
         access_token=access_token,

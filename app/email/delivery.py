@@ -66,6 +66,8 @@ def send(smtp: SmtpSettings, sender: str, message: OutboxMessage) -> None:
     mail["To"] = message.to_address
     mail["Subject"] = message.subject
     mail["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}", domain=sender.rsplit("@", 1)[-1].rstrip(">"))
+    for name, value in (message.headers or {}).items():  # written by the app only (List-Unsubscribe)
+        mail[name] = value
     mail.set_content(message.body_text)
     mail.add_alternative(message.body_html, subtype="html")
     context = ssl.create_default_context()

@@ -30,18 +30,20 @@ def mail_context(flask_app):
 
 
 def queue_email(session: Session, *, key: str, user_id: int | None, to: str, subject: str, template: str,
-                now: datetime, **context: Any) -> bool:
+                now: datetime, unsubscribe: str | None = None, **context: Any) -> int | None:
     """Write the message (unless one with this key exists) and wake the delivery job, in
-    the caller's transaction. True if it was written."""
-    context = {"subject": subject, **context}
+    the caller's transaction. Its id if it was written. `unsubscribe`: the address of the
+    page that stops such mail (sent as List-Unsubscribe, and shown in the message)."""
+    context = {"subject": subject, "unsubscribe": unsubscribe, **context}
     written = session.execute(insert(OutboxMessage).values(
         key=key, user_id=user_id, to_address=to, subject=subject, created_at=now, next_attempt_at=now,
+        headers={"List-Unsubscribe": f"<{unsubscribe}>"} if unsubscribe else None,
         body_text=render_template(f"email/{template}.txt", **context),
         body_html=render_template(f"email/{template}.html", **context),
     ).on_conflict_do_nothing(index_elements=["key"]).returning(OutboxMessage.id)).first()
     if written and current_app.config["SETTINGS"].smtp is not None:
         queue.defer(queue.DELIVER_MAIL, session, {}, queueing_lock="deliver_mail")
-    return written is not None
+    return written[0] if written else None
 
 
 def messages_for(session: Session, user_id: int, limit: int = 50) -> list[OutboxMessage]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask_login import current_user
+
+from ..db import get_session
+from ..membership.seats import seats_left
+from ..time import now
 
 bp = Blueprint("public", __name__)
 
@@ -12,4 +16,5 @@ bp = Blueprint("public", __name__)
 def landing():
     if current_user.is_authenticated:
         return redirect(url_for("stats.dashboard"))
-    return render_template("public/landing.html")
+    return render_template("public/landing.html", seats_left=seats_left(
+        get_session(), current_app.config["SETTINGS"].founding_member_cap, now()))

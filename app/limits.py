@@ -1,0 +1,57 @@
+"""Rate limits on actions people (or scripts) can repeat: a fixed window per key, counted
+in Postgres (`rate_limits`), so a limit holds however many web processes and machines
+serve the requests. One statement per hit: an upsert that starts a new window when the
+old one is over and returns the count.
+
+Over a limit, `Limited` says when to try again; views answer 429 with `Retry-After` and a
+friendly page (`too_many`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    hits: int
+    window: timedelta
+
+
+class Limited(Exception):
+    def __init__(self, limit: Limit, retry_after: timedelta):
+        super().__init__(f"{limit.name}: more than {limit.hits} in {limit.window}")
+        self.limit, self.retry_after = limit, retry_after
+
+    @property
+    def retry_after_s(self) -> int:
+        return max(1, math.ceil(self.retry_after.total_seconds()))
+
+
+def hit(session: Session, limit: Limit, subject: str, *, now: datetime) -> None:
+    """Count one use of `limit` by `subject` (an address, an IP, a user id); Limited if it
+    is over. Runs in its own transaction, so a refused request still counts, and a
+    rolled-back request does too (a failed attempt is an attempt)."""
+    key = f"{limit.name}:{subject}"[:300]
+    with Session(session.get_bind()) as own, own.begin():
+        window_start, hits = own.execute(sa.text("""
+            INSERT INTO rate_limits AS r (key, window_start, hits) VALUES (:key, :now, 1)
+            ON CONFLICT (key) DO UPDATE
+               SET window_start = CASE WHEN r.window_start <= :now - :window THEN :now ELSE r.window_start END,
+                   hits = CASE WHEN r.window_start <= :now - :window THEN 1 ELSE r.hits + 1 END
+            RETURNING window_start, hits
+        """), {"key": key, "now": now, "window": limit.window}).one()
+    if hits > limit.hits:
+        raise Limited(limit, window_start + limit.window - now)
+
+
+def forget_old(session: Session, *, now: datetime, older_than: timedelta = timedelta(days=2)) -> int:
+    """Remove windows long over (a periodic job)."""
+    return session.execute(sa.text("DELETE FROM rate_limits WHERE window_start < :cut"),
+                           {"cut": now - older_than}).rowcount
