@@ -61,6 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     from .account import routes as account
     from .email import routes as mail
     from .exports import routes as exports
+    from .alerts import routes as alerts
     from .membership import routes as membership
     from .reports import routes as reports
     from .shares import routes as shares
@@ -78,6 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(shares.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(membership.bp)
+    app.register_blueprint(alerts.bp)
     stats_routes.init_app(app)
     app.register_blueprint(healthz.bp)
     return app

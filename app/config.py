@@ -103,6 +103,7 @@ class Settings:
     export_max_waiting: int = 2  # a person's exports queued or being written at once
     # Membership (app/membership): seats for founding members (an admin can raise it), and
     # how long an invitation from the waitlist stays valid.
+    email_max_per_hour: int = 200  # messages sent per hour at most; over it they wait (alerts first)
     founding_member_cap: int = 100
     invite_days: float = 7.0
     # Worker liveness: heartbeat period, and how long silence means a worker is gone.
@@ -251,6 +252,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
                                          maximum=366),
         export_max_waiting=int(_parse_number("EXPORT_MAX_WAITING", get("EXPORT_MAX_WAITING"), 2, minimum=1,
                                              maximum=100)),
+        email_max_per_hour=int(_parse_number("EMAIL_MAX_PER_HOUR", get("EMAIL_MAX_PER_HOUR"), 200, minimum=1,
+                                             maximum=1_000_000)),
         founding_member_cap=int(_parse_number("FOUNDING_MEMBER_CAP", get("FOUNDING_MEMBER_CAP"), 100, minimum=0,
                                               maximum=10_000_000)),
         invite_days=_parse_number("INVITE_DAYS", get("INVITE_DAYS"), 7, minimum=0.01, maximum=366),

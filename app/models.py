@@ -441,7 +441,9 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (sa.Index("ix_outbox_user_id_created_at", "user_id", "created_at"),
-                      sa.Index("ix_outbox_unsent", "next_attempt_at", postgresql_where=sa.text("sent_at IS NULL")))
+                      sa.Index("ix_outbox_unsent", "priority", "next_attempt_at",
+                               postgresql_where=sa.text("sent_at IS NULL AND failed_at IS NULL")),
+                      sa.Index("ix_outbox_sent_at", "sent_at", postgresql_where=sa.text("sent_at IS NOT NULL")))
 
     id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
     key: Mapped[str] = mapped_column(sa.Text, unique=True)
@@ -456,6 +458,24 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
     headers: Mapped[dict | None] = mapped_column(pg.JSONB)  # extra headers (List-Unsubscribe)
+    priority: Mapped[int] = mapped_column(sa.SmallInteger, server_default="5")  # lower goes first (alerts: 0)
+    failed_at: Mapped[datetime | None] = mapped_column(Timestamp)  # refused for good (5xx): not tried again
+
+
+class AlertIncident(Base):
+    """A time collection was at risk for a user (app/alerts): at most three mails, at 0 h,
+    48 h and 120 h, until it is resolved; a new incident starts a new series."""
+
+    __tablename__ = "alert_incidents"
+    __table_args__ = (sa.Index("uq_alert_incidents_open", "user_id", unique=True,
+                               postgresql_where=sa.text("resolved_at IS NULL")),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    mails_sent: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class WaitlistEntry(Base):

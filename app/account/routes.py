@@ -15,6 +15,7 @@ from flask import (
 )
 from flask_login import current_user, login_required, logout_user
 
+from ..alerts.service import set_alerts, wants_alerts
 from ..db import get_session
 from ..errors import problem
 from ..models import User
@@ -55,7 +56,9 @@ def _settings_page(error: str | None = None, email_error: str | None = None):
                                                                                    now=now()),
                            this_sign_in=sessions.token_hash(current_user.get_id()),
                            session_days=f"{current_app.config['SETTINGS'].session_days:g}",
-                           smtp=current_app.config["SETTINGS"].smtp is not None), status
+                           smtp=current_app.config["SETTINGS"].smtp is not None,
+                           alerts_on=(current_user.preferences or {}).get("alerts", True) is not False,
+                           alerts_reach=wants_alerts(current_user)), status
 
 
 @bp.post("/settings/collection")
@@ -124,6 +127,17 @@ def email():
     session.commit()
     flash(f"We sent a confirmation link to {address}. Open it to start receiving mail there.", "info")
     return redirect(url_for("account.settings"), code=303)
+
+
+@bp.post("/settings/alerts")
+@login_required
+def alerts():
+    """Warnings when collection stops or consent runs out (app/alerts): on by default."""
+    session = get_session()
+    set_alerts(session, session.get(User, current_user.id), request.form.get("alerts") == "on")
+    session.commit()
+    flash("Alerts are on." if request.form.get("alerts") == "on" else "Alerts are off.", "info")
+    return redirect(url_for("account.settings", _anchor="email"), code=303)
 
 
 @bp.get("/settings/email/confirm")

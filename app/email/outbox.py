@@ -30,13 +30,14 @@ def mail_context(flask_app):
 
 
 def queue_email(session: Session, *, key: str, user_id: int | None, to: str, subject: str, template: str,
-                now: datetime, unsubscribe: str | None = None, **context: Any) -> int | None:
+                now: datetime, unsubscribe: str | None = None, priority: int = 5, **context: Any) -> int | None:
     """Write the message (unless one with this key exists) and wake the delivery job, in
     the caller's transaction. Its id if it was written. `unsubscribe`: the address of the
-    page that stops such mail (sent as List-Unsubscribe, and shown in the message)."""
+    page that stops such mail (sent as List-Unsubscribe, and shown in the message);
+    `priority`: lower leaves first when the hourly quota holds mail back."""
     context = {"subject": subject, "unsubscribe": unsubscribe, **context}
     written = session.execute(insert(OutboxMessage).values(
-        key=key, user_id=user_id, to_address=to, subject=subject, created_at=now, next_attempt_at=now,
+        key=key, user_id=user_id, to_address=to, subject=subject, created_at=now, next_attempt_at=now, priority=priority,
         headers={"List-Unsubscribe": f"<{unsubscribe}>"} if unsubscribe else None,
         body_text=render_template(f"email/{template}.txt", **context),
         body_html=render_template(f"email/{template}.html", **context),
