@@ -61,6 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     from .account import routes as account
     from .email import routes as mail
     from .exports import routes as exports
+    from .admin import routes as admin
     from .alerts import routes as alerts
     from .membership import routes as membership
     from .reports import routes as reports
@@ -80,6 +81,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(reports.bp)
     app.register_blueprint(membership.bp)
     app.register_blueprint(alerts.bp)
+    app.register_blueprint(admin.bp)
+    security.csrf.exempt(admin.bp)  # checked by admin.bp itself, after the 404 for non-admins
     stats_routes.init_app(app)
     app.register_blueprint(healthz.bp)
     return app

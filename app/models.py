@@ -462,6 +462,21 @@ class OutboxMessage(Base):
     failed_at: Mapped[datetime | None] = mapped_column(Timestamp)  # refused for good (5xx): not tried again
 
 
+class AdminAudit(Base):
+    """What an admin did, kept after the admin's own account is gone (app/admin)."""
+
+    __tablename__ = "admin_audit"
+    __table_args__ = (sa.Index("ix_admin_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    admin_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    admin_name: Mapped[str] = mapped_column(sa.Text)
+    action: Mapped[str] = mapped_column(sa.Text)
+    target: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict | None] = mapped_column(pg.JSONB)
+
+
 class AlertIncident(Base):
     """A time collection was at risk for a user (app/alerts): at most three mails, at 0 h,
     48 h and 120 h, until it is resolved; a new incident starts a new series."""

@@ -159,3 +159,16 @@ def flask_app() -> Flask:
     if _flask_app is None:
         raise RuntimeError("app.queue.bind(flask_app) was not called in this process")
     return _flask_app
+
+
+def retry_job(session, job_id: int, *, now) -> bool:
+    """Run a failed (or stalled) job again, now: procrastinate's own SQL function, so the
+    queue's rules hold. False if there is no such job in a state that can be retried."""
+    import sqlalchemy as sa
+
+    exists = session.scalar(sa.text("SELECT count(*) FROM procrastinate_jobs WHERE id = :id "
+                                    "AND status IN ('failed', 'doing')"), {"id": job_id})
+    if not exists:
+        return False
+    session.execute(sa.text("SELECT procrastinate_retry_job_v2(:id, :at, NULL, NULL, NULL)"), {"id": job_id, "at": now})
+    return True

@@ -1,4 +1,4 @@
-"""`audiospective users …`: list users, add one who has not signed in yet, delete one."""
+"""`audiospective users …`: list, add (ahead of a first sign-in), delete, promote, plan, pause, resume."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import click
 
 @click.group()
 def users() -> None:
-    """Users: list them, add one who has not signed in yet, or delete one."""
+    """Users: list, add (ahead of their first sign-in), delete, promote, plan, pause, resume."""
 
 
 @users.command("add")
@@ -81,3 +81,57 @@ def users_delete(user_ref: str, yes: bool) -> None:
             click.confirm(f"Delete {what}?", abort=True)
         delete_account(session, user.id)
     click.echo(f"Deleted {what}.")
+
+
+def _change_user(user_ref: str, change, done: str) -> None:
+    """Apply `change(session, user)` to one user in one transaction and say what was done."""
+    from .. import create_app
+    from ..db import get_database
+
+    with get_database(create_app(require_spotify=False)).session() as session:
+        user = user_or_fail(session, user_ref)
+        try:
+            change(session, user)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{user.display_name} ({user.spotify_id}): {done}.")
+
+
+@users.command("promote")
+@click.argument("user_ref", metavar="USER")
+@click.option("--demote", is_flag=True, help="Take the admin role away instead.")
+def users_promote(user_ref: str, demote: bool) -> None:
+    """Give USER the admin role (the admin area), or take it away with --demote."""
+    from .users import set_role
+
+    role = "member" if demote else "admin"
+    _change_user(user_ref, lambda session, user: set_role(user, role), f"role {role}")
+
+
+@users.command("plan")
+@click.argument("user_ref", metavar="USER")
+@click.argument("plan", type=click.Choice(["free", "pro"]))
+def users_plan(user_ref: str, plan: str) -> None:
+    """Put USER on the free or pro plan (pro users are polled first)."""
+    from .users import set_plan
+
+    _change_user(user_ref, lambda session, user: set_plan(user, plan), f"plan {plan}")
+
+
+@users.command("pause")
+@click.argument("user_ref", metavar="USER")
+def users_pause(user_ref: str) -> None:
+    """Stop polling USER (everything is kept) until resumed."""
+    from .leaving import pause_archiving
+
+    _change_user(user_ref, pause_archiving, "collection paused")
+
+
+@users.command("resume")
+@click.argument("user_ref", metavar="USER")
+def users_resume(user_ref: str) -> None:
+    """Poll USER again, soon."""
+    from ..time import now
+    from .leaving import resume_archiving
+
+    _change_user(user_ref, lambda session, user: resume_archiving(session, user, now=now()), "collection resumed")

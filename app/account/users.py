@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ..membership.seats import give_seat
-from ..models import ArchiveState, Play, User
+from ..models import ArchiveState, Gap, Plan, Role, TrackTotal, User
 
 
 class UserExists(ValueError):
@@ -79,17 +79,42 @@ class UserSummary:
     status: str  # the archival status, or "not signed in"
     plays: int
     last_success_at: datetime | None
+    plan: str = Plan.free.value
+    role: str = Role.member.value
+    member_number: int | None = None
+    next_poll_at: datetime | None = None
+    failures: int = 0
+    last_failure_message: str | None = None
+    open_gaps: int = 0
 
 
 def list_users(session: Session) -> list[UserSummary]:
-    """Every user, with archive status and size, for operators."""
-    plays = sa.select(sa.func.count()).select_from(Play).where(Play.user_id == User.id).scalar_subquery()
+    """Every user, with archive status and size, for operators and admins. Plays are read
+    from the rollups (exact, and cheap even for millions of plays)."""
+    plays = sa.select(sa.func.coalesce(sa.func.sum(TrackTotal.plays), 0)).where(
+        TrackTotal.user_id == User.id).scalar_subquery()
+    gaps = sa.select(sa.func.count()).select_from(Gap).where(Gap.user_id == User.id,
+                                                            Gap.filled_at.is_(None)).scalar_subquery()
     rows = session.execute(
         sa.select(User.id, User.spotify_id, User.display_name, User.status, User.authorized_at, plays,
-                  ArchiveState.last_success_at)
+                  ArchiveState.last_success_at, User.plan, User.role, User.member_number, ArchiveState.next_poll_at,
+                  ArchiveState.consecutive_failures, ArchiveState.last_failure_message, gaps)
         .outerjoin(ArchiveState, ArchiveState.user_id == User.id).order_by(User.id)
     ).all()
-    return [UserSummary(r[0], r[1], r[2], r[3] if r[4] else "not signed in", r[5], r[6]) for r in rows]
+    return [UserSummary(r[0], r[1], r[2], r[3] if r[4] else "not signed in", int(r[5]), r[6], r[7], r[8], r[9],
+                        r[10], r[11] or 0, r[12], r[13]) for r in rows]
+
+
+def set_plan(user: User, plan: str) -> None:
+    if plan not in {p.value for p in Plan}:
+        raise ValueError(f"unknown plan {plan!r}: free or pro")
+    user.plan = plan
+
+
+def set_role(user: User, role: str) -> None:
+    if role not in {r.value for r in Role}:
+        raise ValueError(f"unknown role {role!r}: member or admin")
+    user.role = role
 
 
 def _widest_image(images: Any) -> str | None:

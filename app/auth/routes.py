@@ -117,6 +117,7 @@ def callback():
         scope=token.get("scope"),
         cipher=current_app.extensions["token_cipher"],
         now=now(),
+        admin_ids=current_app.config["SETTINGS"].admin_spotify_ids,
     )
     settings = current_app.config["SETTINGS"]
     if current_user.is_authenticated:  # signing in again (to re-authorise): this browser's old sign-in ends

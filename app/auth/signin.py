@@ -14,7 +14,7 @@ from ..account.users import user_from_profile
 from ..membership.seats import give_seat
 from ..archival.dispatch import resume_collection
 from ..crypto import TokenCipher
-from ..models import User
+from ..models import Role, User
 from ..spotify.tokens import store_tokens
 
 
@@ -28,10 +28,13 @@ def sign_in(
     scope: str | None,
     cipher: TokenCipher,
     now: datetime,
+    admin_ids: frozenset[str] = frozenset(),
 ) -> User:
     """Signing in again is also how a user recovers from `reauth_required` or `deactivated`."""
     user = user_from_profile(session, profile, now=now)
     give_seat(session, user)  # the caller has let them in (membership.seats.admit)
+    if {user.spotify_id, user.spotify_user_id} & admin_ids:
+        user.role = Role.admin.value  # ADMIN_SPOTIFY_IDS: an operator's choice, kept until demoted
     store_tokens(
         session, user, cipher,
         access_token=access_token,

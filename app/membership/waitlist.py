@@ -58,6 +58,16 @@ def join(session: Session, raw_email: str | None, *, secret: str, now: datetime)
     return entry, mail
 
 
+def add_confirmed(session: Session, raw_email: str | None, *, now: datetime) -> WaitlistEntry:
+    """An address an admin vouches for: listed and confirmed without a confirmation mail."""
+    address = normalise(raw_email)
+    session.execute(insert(WaitlistEntry).values(email=address, created_at=now, confirmed_at=now)
+                    .on_conflict_do_nothing(index_elements=[sa.text("lower(email)")]))
+    entry = session.scalar(sa.select(WaitlistEntry).where(sa.func.lower(WaitlistEntry.email) == address.lower()))
+    entry.confirmed_at = entry.confirmed_at or now
+    return entry
+
+
 def leave_link(entry: WaitlistEntry, *, secret: str, now: datetime) -> str:
     return external_url("membership.leave", t=sign(secret, LEAVE, {"w": entry.id}, now + LEAVE_VALID))
 
