@@ -34,6 +34,12 @@ class Limited(Exception):
         return max(1, math.ceil(self.retry_after.total_seconds()))
 
 
+# What a person (or a script) may repeat, across every web process.
+SIGN_INS_PER_IP = Limit("sign-in-ip", 60, timedelta(minutes=10))
+IMPORTS_PER_USER = Limit("import-user", 20, timedelta(days=1))
+EXPORTS_PER_USER = Limit("export-user", 30, timedelta(days=1))
+
+
 def hit(session: Session, limit: Limit, subject: str, *, now: datetime) -> None:
     """Count one use of `limit` by `subject` (an address, an IP, a user id); Limited if it
     is over. Runs in its own transaction, so a refused request still counts, and a

@@ -330,7 +330,7 @@ def free_port() -> int:
 class RunningApp:
     """`audiospective run --demo` as a separate process, as a newcomer starts it."""
 
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None, web_workers: int = 1):
         self.data_dir = data_dir
         self.port, self.simulator_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -342,7 +342,7 @@ class RunningApp:
         self._log_file = open(self.log, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "run", "--demo", "--port", str(self.port),
-             "--simulator-port", str(self.simulator_port), "--web-workers", "1"],
+             "--simulator-port", str(self.simulator_port), "--web-workers", str(web_workers)],
             env=env, cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
         )
         self.startup_s = wait_for_200(f"{self.url}/healthz", lambda: self.process.poll() is None, timeout=60)

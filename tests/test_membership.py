@@ -70,6 +70,7 @@ def test_racing_sign_ups_never_take_more_seats_than_there_are(app, server, simul
     accounts = listeners(RACERS)
     for round_ in range(10):
         set_cap(app, len(members) + 3)  # three seats left
+        db_conn.execute("DELETE FROM rate_limits")  # 51 sign-ins a round from one address: not what this tests
         outcomes = race(server.url, accounts)
         admitted = [a for a, o in zip(accounts, outcomes) if o == "member"]
         assert len(admitted) == 3 and all(o.startswith("waitlist") for o in outcomes if o != "member"), outcomes

@@ -18,7 +18,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from ..account import sessions
 from ..db import get_session
-from ..errors import problem
+from ..errors import problem, too_many
+from ..limits import SIGN_INS_PER_IP, Limited, hit
 from ..membership import seats
 from ..membership.routes import invite_in_session
 from ..spotify.errors import NotAllowListed, RateLimited, SpotifyError
@@ -34,6 +35,10 @@ def login():
     if current_user.is_authenticated and request.args.get("reauthorise") != "1":
         return redirect(url_for("stats.dashboard"))
     settings = current_app.config["SETTINGS"]
+    try:
+        hit(get_session(), SIGN_INS_PER_IP, request.remote_addr or "unknown", now=now())
+    except Limited as exc:
+        return too_many(exc.retry_after_s, "Too many sign-ins were started from here.")
     # A full instance sends newcomers to the waitlist before Spotify, not after a consent
     # for nothing. Members say they are (`member=1`: the waitlist page's sign-in link);
     # the callback checks it, and whoever is not a member lands on the waitlist anyway.

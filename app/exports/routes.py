@@ -15,7 +15,8 @@ from flask import (
 from flask_login import current_user, login_required
 
 from ..db import get_database, get_session
-from ..errors import problem
+from ..errors import problem, too_many
+from ..limits import EXPORTS_PER_USER, Limited, hit
 from ..models import Export, ExportStatus
 from ..signed import LinkError
 from ..time import now
@@ -47,6 +48,11 @@ def index():
 @login_required
 def request_export():
     session = get_session()
+    try:
+        hit(session, EXPORTS_PER_USER, str(current_user.id), now=now())
+    except Limited as exc:
+        return too_many(exc.retry_after_s, f"You asked for {EXPORTS_PER_USER.hits} exports today, the most there can "
+                                           "be in a day.")
     try:
         period_from, period_to = parse_period(request.form.get("from"), request.form.get("to"))
         record = create_export(session, current_user, request.form.get("format", ""), period_from, period_to,

@@ -7,6 +7,9 @@ from flask_login import current_user, login_required
 from werkzeug.utils import secure_filename
 
 from ..db import get_session
+from ..errors import too_many
+from ..limits import IMPORTS_PER_USER, Limited, hit
+from ..time import now
 from ..models import Import, ImportStatus
 from ..security import before_body
 from . import formats
@@ -37,6 +40,11 @@ def upload():
         if problem:
             return _page(problem, status=400)
     session = get_session()
+    try:
+        hit(session, IMPORTS_PER_USER, str(current_user.id), now=now())
+    except Limited as exc:
+        return too_many(exc.retry_after_s, f"You uploaded {IMPORTS_PER_USER.hits} imports today, the most there can "
+                                           "be in a day.")
     try:
         record = create_import(session, current_user.id,
                                [(_display_name(f.filename), f.stream) for f in files], rule)
