@@ -460,6 +460,8 @@ class OutboxMessage(Base):
     headers: Mapped[dict | None] = mapped_column(pg.JSONB)  # extra headers (List-Unsubscribe)
     priority: Mapped[int] = mapped_column(sa.SmallInteger, server_default="5")  # lower goes first (alerts: 0)
     failed_at: Mapped[datetime | None] = mapped_column(Timestamp)  # refused for good (5xx): not tried again
+    # When its DATA began: from then on it may have arrived, so it is never sent again.
+    handed_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class AdminAudit(Base):

@@ -5,7 +5,9 @@ favours alerts under the hourly quota, retries 451 and stops on 550."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 from datetime import timedelta
 
 import pytest
@@ -164,7 +166,8 @@ def test_451_is_retried_550_is_not(app, answering, simulator, db_conn):
     database, clock = app.extensions["database"], app.extensions["clock"]
     answering.codes = ["451 4.3.0 try later"]
     queue(app, "transient", "a@example.org")
-    assert deliver_due(database, settings, clock)["failed"] == 1
+    first = deliver_due(database, settings, clock)
+    assert first["failed"] == 1, first
     later = lambda: clock() + timedelta(minutes=2)  # noqa: E731
     assert deliver_due(database, settings, later)["sent"] == 1
     assert len(answering.messages) == 1  # delivered once
@@ -172,7 +175,8 @@ def test_451_is_retried_550_is_not(app, answering, simulator, db_conn):
     queue(app, "permanent", "nobody@example.org")
     assert deliver_due(database, settings, later)["refused"] == 1
     much_later = lambda: clock() + timedelta(days=2)  # noqa: E731
-    assert deliver_due(database, settings, much_later) == {"sent": 0, "failed": 0, "refused": 0, "over_quota": 0}
+    assert deliver_due(database, settings, much_later) == {"sent": 0, "failed": 0, "refused": 0, "over_quota": 0,
+                                                             "uncertain": 0}
     failed_at, error = db_conn.execute("SELECT failed_at, last_error FROM outbox WHERE key = 'permanent'").fetchone()
     assert failed_at is not None and "550" in error
 
@@ -193,3 +197,63 @@ def test_the_hourly_quota_holds_mail_back_alerts_first(app, smtp, simulator, db_
     assert hours == [5, 5, 5, 5, 0]
     subjects = [m["Subject"] for m in smtp.messages]
     assert subjects[:3] == ["alert-0", "alert-1", "alert-2"] and len(set(subjects)) == 20
+
+
+class Stalling(Inbox):
+    """An SMTP server that keeps a message as soon as its DATA arrives, then waits to be
+    released before it answers: a worker killed meanwhile never learns that it was taken."""
+
+    def __init__(self):
+        super().__init__()
+        self.arrived, self.release = threading.Event(), threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        self.arrived.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.05)
+        return answer
+
+
+def test_a_worker_killed_while_handing_a_message_over_never_sends_it_twice(app, simulator, workers, db_conn):
+    from conftest import wait_for, wall_clock_ms
+
+    from app import queue as jobs
+
+    freeze(simulator, wall_clock_ms())  # the workers run on the wall clock
+    server = Stalling()
+    port = free_port()
+    controller = Controller(server, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        queue(app, "handed-over", "a@example.org")
+
+        def deliver() -> int:
+            with app.extensions["database"].session() as session:
+                jobs.defer(jobs.DELIVER_MAIL, session, {})
+            return db_conn.execute("SELECT max(id) FROM procrastinate_jobs").fetchone()[0]
+
+        first = workers(SMTP_URL=f"smtp://127.0.0.1:{port}?starttls=off")
+        deliver()
+        assert server.arrived.wait(60), first.output()
+        first.kill()  # the server has the message; the worker dies before hearing so
+        server.release.set()
+        assert len(server.messages) == 1
+        handed, sent = db_conn.execute("SELECT handed_at, sent_at FROM outbox").fetchone()
+        assert handed is not None and sent is None
+
+        workers(SMTP_URL=f"smtp://127.0.0.1:{port}?starttls=off")
+        job = deliver()
+        wait_for(lambda: db_conn.execute("SELECT status FROM procrastinate_jobs WHERE id = %s", (job,)).fetchone()[0]
+                 == "succeeded", timeout=60, message="the second worker's delivery run")
+        assert len(server.messages) == 1, "sent twice"
+        # Later the message is marked as what it is: possibly delivered, not sent again.
+        settings = dataclasses.replace(app.config["SETTINGS"], smtp=SmtpSettings("127.0.0.1", port, "off"))
+        later = lambda: app.extensions["clock"]() + timedelta(minutes=11)  # noqa: E731
+        assert deliver_due(app.extensions["database"], settings, later)["uncertain"] == 1
+        failed_at, error = db_conn.execute("SELECT failed_at, last_error FROM outbox").fetchone()
+        assert failed_at is not None and "may have arrived" in error
+        assert len(server.messages) == 1
+    finally:
+        server.release.set()
+        controller.stop()

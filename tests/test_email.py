@@ -155,7 +155,8 @@ def test_delivery_over_smtp_retries_until_the_server_answers_and_sends_once(app,
                         template="confirm_email", now=clock(), name="Sam <b>", link="http://x/y", valid_hours=48)
     down = dataclasses.replace(app.config["SETTINGS"], smtp=SmtpSettings(host="127.0.0.1", port=free_port(),
                                                                           tls="opportunistic"))
-    assert deliver_due(database, down, clock) == {"sent": 0, "failed": 1, "refused": 0, "over_quota": 0}
+    assert deliver_due(database, down, clock) == {"sent": 0, "failed": 1, "refused": 0, "over_quota": 0,
+                                                   "uncertain": 0}
     attempts, error, next_at = db_conn.execute("SELECT attempts, last_error, next_attempt_at FROM outbox").fetchone()
     assert attempts == 1 and "Connection" in error and next_at == clock() + timedelta(minutes=1)
     up = dataclasses.replace(app.config["SETTINGS"], smtp=smtp.settings)
