@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest  # noqa: F401 - fixtures
+import pytest
 from conftest import csrf_token, sign_in
 from test_exports import archive, export_bytes  # noqa: F401 - the fixture is shared
 
 from app.account.addresses import change_email
 from app.email.outbox import mail_context
-from app.models import Share, User
+from app.models import User
 from app.shares.service import create_share
 from app.stats.periods import resolve
 from app.time import zone
