@@ -43,6 +43,13 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     )
     if test_config:
         app.config.update(test_config)
+    if settings.trust_proxy:
+        # Behind TRUST_PROXY proxies (Heroku's router, a TLS-terminating nginx): the client's
+        # address (per-address limits), scheme (HSTS, secure links) and host from their headers.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trust_proxy
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
 
     database = db.Database(db.resolve_database_url(settings), pool_size=pool_size)
     db.init_app(app, database)

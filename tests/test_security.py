@@ -93,3 +93,32 @@ def test_htmx_is_vendored_at_a_pinned_2_0_version(client, database_url):
     vendored = (ROOT / "static" / "htmx-2.0.11.min.js").read_text()
     assert vendored.startswith("var htmx=function()") and '"2.0.11"' in vendored
     assert client.get("/static/htmx-2.0.11.min.js").status_code == 200
+
+
+def test_behind_a_trusted_proxy_https_and_client_addresses_are_recognised(database_url, simulator):
+    from app import create_app
+    from app.config import load_settings
+    from conftest import app_environ
+
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Host": "archive.example"}
+    direct = create_app({"TESTING": True}, settings=load_settings(app_environ(database_url, simulator.url)))
+    assert "Strict-Transport-Security" not in direct.test_client().get("/", headers=forwarded).headers
+    behind = create_app({"TESTING": True}, settings=load_settings(app_environ(database_url, simulator.url,
+                                                                              TRUST_PROXY="1")))
+    response = behind.test_client().get("/", headers=forwarded)
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    # The client's address is the forwarded one: per-address limits count it, not the proxy.
+    client = behind.test_client()
+    token = csrf_token(client, "/waitlist")
+    for n in range(21):  # 20 per address per hour: the 21st comes from someone else
+        ip = "203.0.113.9" if n < 20 else "198.51.100.7"
+        answer = client.post("/waitlist", data={"email": f"p{n}@example.org", "csrf_token": token},
+                             headers={**forwarded, "X-Forwarded-For": ip, "Referer": "https://archive.example/waitlist"},
+                             environ_base={"REMOTE_ADDR": "10.0.0.1"})
+        assert answer.status_code == 303, (n, answer.status_code)
+    over = client.post("/waitlist", data={"email": "p99@example.org", "csrf_token": token},
+                       headers={**forwarded, "Referer": "https://archive.example/waitlist"},
+                       environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    assert over.status_code == 429  # the first address is over its limit
+    for app in (direct, behind):
+        app.extensions["database"].dispose()
