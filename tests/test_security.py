@@ -122,3 +122,40 @@ def test_behind_a_trusted_proxy_https_and_client_addresses_are_recognised(databa
     assert over.status_code == 429  # the first address is over its limit
     for app in (direct, behind):
         app.extensions["database"].dispose()
+
+
+def test_every_response_has_a_request_id_and_json_logs_carry_it(app, client, simulator):
+    import json
+    import logging
+
+    from conftest import freeze
+
+    from app.logs import JsonFormatter, RequestContext
+
+    freeze(simulator)
+    fresh = client.get("/")
+    assert len(fresh.headers["X-Request-ID"]) == 32
+    assert client.get("/", headers={"X-Request-ID": "edge-42.a"}).headers["X-Request-ID"] == "edge-42.a"
+    assert client.get("/", headers={"X-Request-ID": "bad id <script>"}).headers["X-Request-ID"] != "bad id <script>"
+    sign_in(client, "sim-acct-sam")
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(self.format(record))
+
+    keep = Keep()
+    keep.addFilter(RequestContext())
+    keep.setFormatter(JsonFormatter())
+    log = logging.getLogger("app.test")
+    log.addHandler(keep)
+    try:
+        with app.test_request_context("/dashboard", headers={"X-Request-ID": "req-7"}):
+            app.preprocess_request()  # what gives the request its id
+            log.warning("something ünïcode happened")
+        log.warning("outside a request")
+    finally:
+        log.removeHandler(keep)
+    inside, outside = (json.loads(line) for line in lines)
+    assert inside["request_id"] == "req-7" and inside["message"] == "something ünïcode happened"
+    assert inside["level"] == "WARNING" and inside["ts"].endswith("Z") and "request_id" not in outside
