@@ -64,7 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     security.init_app(app, settings)
     templating.init_app(app, demo_mode=settings.demo_mode)
 
-    from . import auth, errors, healthz
+    from . import auth, errors, healthz, metrics
     from .account import routes as account
     from .email import routes as mail
     from .exports import routes as exports
@@ -92,6 +92,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     security.csrf.exempt(admin.bp)  # checked by admin.bp itself, after the 404 for non-admins
     stats_routes.init_app(app)
     app.register_blueprint(healthz.bp)
+    app.register_blueprint(metrics.bp)
     return app
 
 

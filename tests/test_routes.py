@@ -24,7 +24,7 @@ from app.time import zone
 CLASSES = {
     "public": {"public.landing", "health.healthz", "static", "auth.login", "auth.callback", "membership.index",
                "membership.join", "membership.joined", "account.goodbye"},
-    "capability": {"shares.public", "membership.confirm", "membership.leave", "membership.accept_invite",
+    "capability": {"shares.public", "metrics.metrics", "membership.confirm", "membership.leave", "membership.accept_invite",
                    "alerts.turn_off", "account.confirm_email_link"},
     "user": {"account.alerts", "account.collection", "account.delete", "account.detect_timezone", "account.email",
              "account.settings", "account.sign_out_everywhere", "auth.logout", "exports.delete", "exports.download",
