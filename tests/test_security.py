@@ -107,6 +107,12 @@ def test_behind_a_trusted_proxy_https_and_client_addresses_are_recognised(databa
                                                                               TRUST_PROXY="1")))
     response = behind.test_client().get("/", headers=forwarded)
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    # Served at an https address, the session and remember cookies are Secure.
+    public = create_app({"TESTING": True}, settings=load_settings(app_environ(
+        database_url, simulator.url, SPOTIFY_REDIRECT_URI="https://archive.example/auth/callback")))
+    assert public.config["SESSION_COOKIE_SECURE"] and public.config["REMEMBER_COOKIE_SECURE"]
+    assert not direct.config["SESSION_COOKIE_SECURE"]
+    public.extensions["database"].dispose()
     # The client's address is the forwarded one: per-address limits count it, not the proxy.
     client = behind.test_client()
     token = csrf_token(client, "/waitlist")
