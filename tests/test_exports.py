@@ -28,7 +28,10 @@ SPOTIFY_FIELDS = ["ts", "platform", "ms_played", "conn_country", "ip_addr", "mas
                   "episode_name", "episode_show_name", "spotify_episode_uri", "audiobook_title", "audiobook_uri",
                   "audiobook_chapter_uri", "audiobook_chapter_title", "reason_start", "reason_end", "shuffle",
                   "skipped", "offline", "offline_timestamp", "incognito_mode"]
-HOSTILE = ["=HYPERLINK(\"http://evil\")", "+1+2", "@SUM(A1)", "Comma, \"quoted\"\nnewline", "Ünïcødé 🎧 名前"]
+HOSTILE = ["=HYPERLINK(\"http://evil\")", "+1+2", "@SUM(A1)", "Comma, \"quoted\"\nnewline", "Ünïcødé 🎧 名前",
+           "<script>alert('xss')</script>", "\"><img src=x onerror=alert(1)>"]
+# What a page, fragment or file must never contain verbatim (the two HTML payloads above).
+RAW_HTML = ("<script>alert('xss')</script>", "<img src=x onerror=alert(1)>")
 
 
 def _zip(files_: dict[str, object]) -> bytes:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import csrf_token, sign_in
-from test_exports import archive, export_bytes  # noqa: F401 - the fixture is shared
+from test_exports import RAW_HTML, archive, export_bytes  # noqa: F401 - the fixture is shared
 
 from app.account.addresses import change_email
 from app.email.outbox import mail_context
@@ -204,3 +204,32 @@ def test_hostile_input_never_gives_a_500(app, world):
             assert response.status_code in (404, 405), path
     print(f"hostile input: {len(values)} values x every field, {sum(statuses.values())} requests, "
           f"statuses {dict(sorted(statuses.items()))}, 500s: 0")
+
+
+def test_hostile_names_are_escaped_on_every_page_fragment_and_share(app, world, db_conn):
+    """Sam's archive holds tracks and artists named with HTML (test_exports.HOSTILE): every
+    page and fragment they can appear on, the share page and the report preview show them
+    as text."""
+    owner, ids = world["owner"], world["ids"]
+    names = [n for (n,) in db_conn.execute("SELECT name FROM tracks WHERE name LIKE '%<%'")]
+    assert len(names) == 2, "the hostile names must be in the archive for this to mean anything"
+    share = db_conn.execute("SELECT token FROM shares").fetchone()[0]
+    hostile_track = db_conn.execute("SELECT id FROM tracks WHERE name LIKE '<script%'").fetchone()[0]
+    hostile_artist = db_conn.execute("SELECT id FROM artists WHERE name LIKE '<script%'").fetchone()[0]
+    pages = [url_for_rule(r, ids) for r in rules(app) if "GET" in r.methods and r.endpoint not in ("static",)
+             and next(k for k, v in CLASSES.items() if r.endpoint in v) in ("user", "public")]
+    pages += [f"/dashboard/panel/{name}?period=all" for name in ("top-tracks", "top-artists", "discoveries")]
+    pages += [f"/track/{hostile_track}", f"/artist/{hostile_artist}", "/history?q=script", "/report/preview",
+              f"/s/{share}"]
+    shown = 0
+    for path in pages:
+        response = owner.get(path)
+        if response.mimetype != "text/html":
+            continue  # a CSV or JSON download holds the names as data, as it should
+        body = response.get_data(as_text=True)
+        for payload in RAW_HTML:
+            assert payload not in body, (path, payload)
+        shown += "&lt;script&gt;" in body
+        if path in (f"/track/{hostile_track}", f"/artist/{hostile_artist}", "/history?q=script"):
+            assert "&lt;script&gt;alert(" in body, f"{path} must show the name, escaped"
+    print(f"stored XSS: {len(pages)} pages and fragments, the hostile names escaped on {shown} of them, raw on 0")
