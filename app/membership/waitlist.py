@@ -43,10 +43,7 @@ class InviteUnusable(Exception):
 def join(session: Session, raw_email: str | None, *, secret: str, now: datetime) -> tuple[WaitlistEntry, int | None]:
     """Add the address (AddressError if it is not one) unless it is there; mail a
     confirmation unless it is confirmed. Returns the entry and the mail's id, if one."""
-    address = normalise(raw_email)
-    session.execute(insert(WaitlistEntry).values(email=address, created_at=now).on_conflict_do_nothing(
-        index_elements=[sa.text("lower(email)")]))
-    entry = session.scalar(sa.select(WaitlistEntry).where(sa.func.lower(WaitlistEntry.email) == address.lower()))
+    entry = _listed(session, raw_email, now=now)
     mail = None
     if entry.confirmed_at is None:
         token = sign(secret, CONFIRM, {"w": entry.id}, now + CONFIRM_VALID)
@@ -60,12 +57,18 @@ def join(session: Session, raw_email: str | None, *, secret: str, now: datetime)
 
 def add_confirmed(session: Session, raw_email: str | None, *, now: datetime) -> WaitlistEntry:
     """An address an admin vouches for: listed and confirmed without a confirmation mail."""
-    address = normalise(raw_email)
-    session.execute(insert(WaitlistEntry).values(email=address, created_at=now, confirmed_at=now)
-                    .on_conflict_do_nothing(index_elements=[sa.text("lower(email)")]))
-    entry = session.scalar(sa.select(WaitlistEntry).where(sa.func.lower(WaitlistEntry.email) == address.lower()))
+    entry = _listed(session, raw_email, now=now)
     entry.confirmed_at = entry.confirmed_at or now
     return entry
+
+
+def _listed(session: Session, raw_email: str | None, *, now: datetime) -> WaitlistEntry:
+    """The entry for this address, added if it is not there (AddressError if it is not
+    an address). ON CONFLICT: two sign-ups of one address at once make one entry."""
+    address = normalise(raw_email)
+    session.execute(insert(WaitlistEntry).values(email=address, created_at=now).on_conflict_do_nothing(
+        index_elements=[sa.text("lower(email)")]))
+    return session.scalar(sa.select(WaitlistEntry).where(sa.func.lower(WaitlistEntry.email) == address.lower()))
 
 
 def leave_link(entry: WaitlistEntry, *, secret: str, now: datetime) -> str:
