@@ -568,12 +568,65 @@ class TrackYear(Counted, Base):
 
 class TrackTotal(Counted, Base):
     __tablename__ = "track_totals"
-    __table_args__ = (sa.Index("ix_track_totals_first", "user_id", "first_played_at"),)
+    __table_args__ = (sa.Index("ix_track_totals_first", "user_id", "first_played_at"),
+                      sa.Index("ix_track_totals_track", "track_id"))
 
     user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     track_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     first_played_at: Mapped[datetime] = mapped_column(TimestampMs, sort_order=3)
     last_played_at: Mapped[datetime] = mapped_column(TimestampMs, sort_order=4)
+
+
+class LeadCounted(Counted):
+    lead_plays: Mapped[int] = mapped_column(sa.Integer, sort_order=3)  # plays where the artist is credited first
+
+
+class ArtistMonth(LeadCounted, Base):
+    """Every credited artist's plays per UTC month: the sum of their tracks' (migration 0015)."""
+
+    __tablename__ = "artist_months"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    month: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    artist_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+
+
+class ArtistYear(LeadCounted, Base):
+    __tablename__ = "artist_years"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    year: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    artist_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+
+
+class ArtistTotal(LeadCounted, Base):
+    __tablename__ = "artist_totals"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    artist_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+
+
+class AlbumMonth(Counted, Base):
+    __tablename__ = "album_months"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    month: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    album_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+
+
+class AlbumYear(Counted, Base):
+    __tablename__ = "album_years"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    year: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    album_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+
+
+class AlbumTotal(Counted, Base):
+    __tablename__ = "album_totals"
+
+    user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    album_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
 
 
 class ListeningSession(Counted, Base):

@@ -39,8 +39,9 @@ from app.time import ms_to_datetime
 TEST_DB = "audiospective_test" + (f"_{os.environ['PYTEST_XDIST_WORKER']}" if "PYTEST_XDIST_WORKER" in os.environ else "")
 APP_TABLES = ("users", "spotify_tokens", "archive_state", "artists", "albums", "tracks", "track_artists",
               "plays", "gaps", "app_flags", "imports", "import_chunks", "listening_hours", "track_months",
-              "track_years", "track_totals", "listening_sessions", "archive_versions", "user_sessions", "exports", "export_chunks", "outbox", "shares",
-              "waitlist", "rate_limits", "alert_incidents", "admin_audit")
+              "track_years", "track_totals", "artist_months", "artist_years", "artist_totals", "album_months",
+              "album_years", "album_totals", "listening_sessions", "archive_versions", "user_sessions", "exports",
+              "export_chunks", "outbox", "shares", "waitlist", "rate_limits", "alert_incidents", "admin_audit")
 QUEUE_TABLES = ("procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers",
                 "procrastinate_workers")
 

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from app.archival.poll import Archivist, poll_user
 from app.imports.service import create_import, run_import
@@ -230,7 +231,7 @@ def test_deleting_a_user_removes_their_plays_and_rollups(app, archive, db_conn):
     uid = archive["sim-acct-sam"]
     db_conn.execute("DELETE FROM users WHERE id = %s", (uid,))
     for table in ("plays", "listening_hours", "track_months", "track_years", "track_totals", "listening_sessions",
-                  "archive_versions"):
+                  "archive_versions", *ARTIST_ALBUM_ROLLUPS):
         assert db_conn.execute(f"SELECT count(*) FROM {table} WHERE user_id = %s", (uid,)).fetchone()[0] == 0, table
     other = archive["sim-acct-riley"]
     assert db_conn.execute("SELECT count(*) FROM listening_hours WHERE user_id = %s", (other,)).fetchone()[0] > 0
@@ -285,3 +286,148 @@ def test_a_time_zone_change_and_concurrent_plays_never_mix_zones(archive, databa
          WHERE h.plays IS DISTINCT FROM r.plays
     """, {"uid": uid}).fetchone()[0]
     assert differences == 0
+
+
+# --- artist and album rollups: equal to a recount through the links as they are now ----------
+
+ARTIST_ALBUM_ROLLUPS = ("artist_months", "artist_years", "artist_totals", "album_months", "album_years",
+                        "album_totals")
+
+
+def rollup_drift(db_conn) -> dict[str, tuple[int, int]]:
+    """table -> (rows, rows that differ from a recount of plays through today's links)."""
+    found = {}
+    for table in ARTIST_ALBUM_ROLLUPS:
+        kind, grain = table.split("_")
+        bucket = {"months": "date_trunc('month', p.played_at, 'UTC')",
+                  "years": "date_trunc('year', p.played_at, 'UTC')", "totals": None}[grain]
+        key = ["user_id"] + ([grain[:-1]] if bucket else []) + [f"{kind}_id"]
+        entity = "ta.artist_id" if kind == "artist" else "t.album_id"
+        lead = ", count(*) FILTER (WHERE ta.position = 0) AS lead_plays" if kind == "artist" else ""
+        links = ("JOIN track_artists ta ON ta.track_id = p.track_id" if kind == "artist"
+                 else "AND t.album_id IS NOT NULL")
+        values = ["plays", "ms"] + (["lead_plays"] if kind == "artist" else [])
+        found[table] = db_conn.execute(f"""
+            WITH recount AS (
+                SELECT p.user_id, {bucket + ' AS ' + grain[:-1] + ',' if bucket else ''} {entity} AS {kind}_id,
+                       count(*) AS plays, sum(coalesce(p.ms_played, t.duration_ms, 0)) AS ms {lead}
+                  FROM plays p JOIN tracks t ON t.id = p.track_id {links}
+                 GROUP BY {', '.join(str(i + 1) for i in range(len(key)))})
+            SELECT (SELECT count(*) FROM {table}),
+                   count(*) FILTER (WHERE {' OR '.join(f"r.{v} IS DISTINCT FROM x.{v}" for v in values)})
+              FROM recount x FULL JOIN {table} r USING ({', '.join(key)})
+        """).fetchone()
+    return found
+
+
+def assert_no_drift(db_conn):
+    drift = rollup_drift(db_conn)
+    assert all(rows > 0 for rows, _ in drift.values()), drift
+    assert {table: wrong for table, (_, wrong) in drift.items() if wrong} == {}, drift
+
+
+def resolve_tracks(app, track_ids, artists, album, hold=None):
+    """What a poll or enrichment does when Spotify describes tracks that an import knew only
+    by id and names: their artists and album are replaced (the transaction kept open until
+    `hold`, a (resolved, release) pair of events, says so)."""
+    from app.archival.page import PolledAlbum, PolledArtist, PolledTrack
+    from app.archival.store import upsert_tracks
+
+    with app.extensions["database"].session() as session:
+        ids = session.execute(sa.text("SELECT spotify_id FROM tracks WHERE id = ANY(:ids)"),
+                              {"ids": track_ids}).scalars().all()
+        upsert_tracks(session, [PolledTrack(spotify_id, f"Resolved {spotify_id}", 180_000, False, None,
+                                            PolledAlbum(album, "A resolved album", "album", "2020", "year", 10, None),
+                                            tuple(PolledArtist(a, f"Artist {a}") for a in artists))
+                                for spotify_id in ids])
+        if hold:
+            hold[0].set()
+            hold[1].wait(30)
+
+
+def unresolved_tracks(db_conn, uid, n):
+    return [r[0] for r in db_conn.execute("""
+        SELECT tt.track_id FROM track_totals tt JOIN tracks t ON t.id = tt.track_id
+         WHERE tt.user_id = %s AND t.enriched_at IS NULL AND t.spotify_id IS NOT NULL
+         ORDER BY tt.plays DESC, tt.track_id LIMIT %s""", (uid, n))]
+
+
+def test_artist_and_album_rollups_follow_plays_links_and_albums(app, archive, db_conn):
+    """After an import and polls, after imported tracks are resolved to other artists and
+    another album (their plays move), after deletions of plays and of a user: every artist
+    and album rollup row equals a recount of plays through the links as they are."""
+    uid = archive["sim-acct-sam"]
+    assert_no_drift(db_conn)
+    tracks = unresolved_tracks(db_conn, uid, 5)
+    assert len(tracks) == 5
+    plays = db_conn.execute("SELECT count(*) FROM plays WHERE track_id = ANY(%s)", (tracks,)).fetchone()[0]
+    resolve_tracks(app, tracks, ["0newLeadArtist00000000", "0newGuestArtist0000000"], "0newAlbum0000000000000")
+    assert_no_drift(db_conn)
+    lead, guest = db_conn.execute("""
+        SELECT sum(lead_plays) FILTER (WHERE a.spotify_id = '0newLeadArtist00000000'),
+               sum(plays) FILTER (WHERE a.spotify_id = '0newGuestArtist0000000')
+          FROM artist_totals r JOIN artists a ON a.id = r.artist_id""").fetchone()
+    assert lead == guest == plays > 0
+    db_conn.execute("DELETE FROM plays WHERE user_id = %s AND played_at >= '2024-05-01' AND played_at < '2024-09-01'",
+                    (uid,))
+    db_conn.execute("DELETE FROM plays WHERE track_id = %s", (tracks[0],))
+    assert_no_drift(db_conn)
+    db_conn.execute("DELETE FROM users WHERE id = %s", (archive["sim-acct-riley"],))
+    assert_no_drift(db_conn)
+
+
+@pytest.mark.parametrize("first", ["plays", "resolution"])
+def test_plays_and_a_concurrent_resolution_of_their_track_never_miss_each_other(app, archive, database_url,
+                                                                                db_conn, first):
+    """Plays of an imported track written while a poll resolves that track (in either order,
+    both uncommitted): the second waits for the first, and the artists' and albums' rollups
+    count every play exactly once."""
+    import threading
+
+    import psycopg
+
+    uid = archive["sim-acct-sam"]
+    track = unresolved_tracks(db_conn, uid, 1)[0]
+    racer = ("0racerArtist0000000000", "0racerAlbum00000000000")
+    insert = ("INSERT INTO plays (played_at, user_id, track_id, ms_played, source) "
+              "SELECT '2025-06-20 12:00:00+00'::timestamptz + n * interval '5 minutes', %s, %s, 200000, 2 "
+              "FROM generate_series(1, 7) n")
+
+    def someone_waits_for_a_lock() -> bool:
+        for _ in range(400):
+            if db_conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock'").fetchone():
+                return True
+            threading.Event().wait(0.05)
+        return False
+
+    if first == "plays":
+        writer = psycopg.connect(database_url)
+        writer.execute(insert, (uid, track))
+        second = threading.Thread(target=resolve_tracks, args=(app, [track], [racer[0]], racer[1]))
+        second.start()
+        assert someone_waits_for_a_lock(), "the resolution should wait for the uncommitted plays"
+        writer.commit()
+        writer.close()
+        second.join(30)
+    else:
+        resolved, release = threading.Event(), threading.Event()
+        first_thread = threading.Thread(target=resolve_tracks,
+                                        args=(app, [track], [racer[0]], racer[1], (resolved, release)))
+        first_thread.start()
+        assert resolved.wait(30)
+
+        def write():
+            with psycopg.connect(database_url) as writer:
+                writer.execute(insert, (uid, track))
+
+        second = threading.Thread(target=write)
+        second.start()
+        assert someone_waits_for_a_lock(), "the plays should wait for the uncommitted resolution"
+        release.set()
+        first_thread.join(30)
+        second.join(30)
+    assert_no_drift(db_conn)
+    plays = db_conn.execute("SELECT count(*) FROM plays WHERE track_id = %s", (track,)).fetchone()[0]
+    assert db_conn.execute("SELECT r.plays FROM artist_totals r JOIN artists a ON a.id = r.artist_id "
+                           "WHERE a.spotify_id = %s AND r.user_id = %s", (racer[0], uid)).fetchone()[0] == plays

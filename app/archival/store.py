@@ -122,7 +122,11 @@ def upsert_tracks(session: Session, tracks: Iterable[PolledTrack]) -> dict[str, 
         RETURNING spotify_id, id
     """), params).all())
     # Tracks an import created from names alone: these full objects resolve them (album,
-    # artists in order, duration), replacing the name-only placeholders.
+    # artists in order, duration), replacing the name-only placeholders. Locked first, in id
+    # order, as the plays triggers lock unresolved tracks (migration 0015): neither misses
+    # the other's rollup change, and they cannot deadlock.
+    session.execute(sa.text("SELECT id FROM tracks WHERE spotify_id = ANY(:ids) AND enriched_at IS NULL "
+                            "ORDER BY id FOR NO KEY UPDATE"), {"ids": params["spotify_id"]})
     resolved = dict(session.execute(sa.text("""
         UPDATE tracks t SET name = u.name, album_id = u.album_id, duration_ms = u.duration_ms,
                explicit = u.explicit, isrc = u.isrc, enriched_at = now(), missing_at = NULL

@@ -1,10 +1,11 @@
-"""Listening statistics for one user and one period, read from the rollups (migration 0004).
+"""Listening statistics for one user and one period, read from the rollups (migrations 0004
+and 0015).
 
 Exactness: a period is whole local days in the user's time zone, and `listening_hours` is
-kept in that zone, so its sums are exact. Per-track counts come from the cheapest exact cover of the
-period: all time from `track_totals`; short periods (up to 62 days) from `plays` itself;
-longer ones from whole UTC years (`track_years`) and months (`track_months`) in the
-middle, plus raw plays for the partial months at either end.
+kept in that zone, so its sums are exact. Per-track, per-artist and per-album counts come
+from the cheapest exact cover of the period: all time from `*_totals`; short periods (up
+to 62 days) from `plays` itself; longer ones from whole UTC years (`*_years`) and months
+(`*_months`) in the middle, plus raw plays for the partial months at either end.
 
 Every query is scoped to one user id; nothing here can read another user's plays.
 """
@@ -48,31 +49,52 @@ def _year_ceil(moment: datetime) -> datetime:
     return floor if floor == moment else floor.replace(year=floor.year + 1)
 
 
-def track_counts(start: datetime | None, end: datetime) -> tuple[str, dict[str, Any]]:
-    """SQL yielding (track_id, plays, ms) of user :uid in [start, end), and its parameters."""
+KINDS = ("tracks", "artists", "albums")
+# kind -> (rollup table prefix, id column, extra counted columns, raw per-track counts `pt`
+# turned into the kind's). Raw plays are counted per track first: the few thousand tracks of
+# a partial month are then looked up one by one (OFFSET 0 keeps the planner from hashing
+# the whole catalogue's links instead, which grows with every user's library).
+ROLLUPS = {
+    "tracks": ("track", "track_id", "", "SELECT track_id AS id, plays, ms FROM ({pt}) pt"),
+    "artists": ("artist", "artist_id", ", lead_plays",
+                "SELECT ta.artist_id AS id, sum(pt.plays)::int AS plays, sum(pt.ms)::bigint AS ms, "
+                "coalesce(sum(pt.plays) FILTER (WHERE ta.position = 0), 0)::int AS lead_plays "
+                "FROM ({pt}) pt CROSS JOIN LATERAL (SELECT artist_id, position FROM track_artists l "
+                "WHERE l.track_id = pt.track_id OFFSET 0) ta GROUP BY 1"),
+    "albums": ("album", "album_id", "",
+               "SELECT t.album_id AS id, sum(pt.plays)::int AS plays, sum(pt.ms)::bigint AS ms "
+               "FROM ({pt}) pt CROSS JOIN LATERAL (SELECT album_id FROM tracks l WHERE l.id = pt.track_id "
+               "AND l.album_id IS NOT NULL OFFSET 0) t GROUP BY 1"),
+}
+
+
+def counts(kind: str, start: datetime | None, end: datetime, tag: str = "") -> tuple[str, dict[str, Any]]:
+    """SQL yielding (id, plays, ms) of user :uid's tracks, artists or albums in [start, end)
+    (artists also lead_plays: plays where they are credited first), and its parameters
+    (named with `tag`, so that several counts can share a statement)."""
+    prefix, column, extra, raw = ROLLUPS[kind]
     if start is None:
-        return "SELECT track_id, plays, ms FROM track_totals WHERE user_id = :uid", {}
+        return f"SELECT {column} AS id, plays, ms{extra} FROM {prefix}_totals WHERE user_id = :uid", {}
     parts: list[str] = []
     params: dict[str, Any] = {}
 
-    def add(kind: str, a: datetime, b: datetime) -> None:
+    def add(grain: str, a: datetime, b: datetime) -> None:
         if a >= b:
             return
-        n = len(parts)
+        n = f"{tag}{len(parts)}"
         params[f"a{n}"], params[f"b{n}"] = a, b
-        if kind == "raw":
+        if grain == "raw":
             # The track's length only where ms_played is unknown (polls): a lookup per such
             # play is far cheaper than joining all of `tracks` for every play.
-            parts.append(f"""SELECT p.track_id, count(*) AS plays,
-                                    sum(coalesce(p.ms_played, (SELECT t.duration_ms FROM tracks t
-                                                                WHERE t.id = p.track_id), 0)) AS ms
-                               FROM plays p
-                              WHERE p.user_id = :uid AND p.played_at >= :a{n} AND p.played_at < :b{n}
-                              GROUP BY p.track_id""")
+            parts.append(raw.format(pt=f"""
+                SELECT p.track_id, count(*)::int AS plays,
+                       sum(coalesce(p.ms_played,
+                                    (SELECT d.duration_ms FROM tracks d WHERE d.id = p.track_id), 0))::bigint AS ms
+                  FROM plays p WHERE p.user_id = :uid AND p.played_at >= :a{n} AND p.played_at < :b{n}
+                 GROUP BY p.track_id"""))
         else:
-            table, column = ("track_months", "month") if kind == "months" else ("track_years", "year")
-            parts.append(f"""SELECT track_id, plays, ms FROM {table}
-                              WHERE user_id = :uid AND {column} >= :a{n} AND {column} < :b{n}""")
+            parts.append(f"SELECT {column} AS id, plays, ms{extra} FROM {prefix}_{grain}s "
+                         f"WHERE user_id = :uid AND {grain} >= :a{n} AND {grain} < :b{n}")
 
     m1, m2 = _month_ceil(start), _month_floor(end)
     if end - start <= RAW_MAX or m1 >= m2:
@@ -81,16 +103,19 @@ def track_counts(start: datetime | None, end: datetime) -> tuple[str, dict[str, 
         add("raw", start, m1)
         y1, y2 = _year_ceil(m1), _year_floor(m2)
         if y1 < y2:
-            add("months", m1, y1)
-            add("years", y1, y2)
-            add("months", y2, m2)
+            add("month", m1, y1)
+            add("year", y1, y2)
+            add("month", y2, m2)
         else:
-            add("months", m1, m2)
+            add("month", m1, m2)
         add("raw", m2, end)
-    if len(parts) == 1 and "GROUP BY" in parts[0]:
+    if len(parts) == 1 and "FROM plays" in parts[0]:
         return parts[0], params
-    return (f"SELECT track_id, sum(plays)::int AS plays, sum(ms)::bigint AS ms "
-            f"FROM ({' UNION ALL '.join(parts)}) cover GROUP BY track_id"), params
+    # Integer columns throughout, and milliseconds summed as float8 (exact below 2^53 ms):
+    # numeric sums, Postgres' default for bigint, made this aggregate half the query's time.
+    lead = ", sum(lead_plays)::int AS lead_plays" if extra else ""
+    return (f"SELECT id, sum(plays)::int AS plays, sum(ms::float8)::bigint AS ms{lead} "
+            f"FROM ({' UNION ALL '.join(parts)}) cover GROUP BY id"), params
 
 
 def _day_bounds(period: Period) -> tuple[str, dict[str, Any]]:
@@ -129,23 +154,15 @@ def totals(conn: Connection, uid: int, period: Period) -> Totals:
         SELECT coalesce(sum(plays), 0), coalesce(sum(ms), 0), coalesce(sum(estimated), 0), count(DISTINCT day)
           FROM listening_hours WHERE {where}
     """), {"uid": uid, **params}).one()
-    counts_sql, counts_params = track_counts(period.start, period.end)
-    # All time reads track_totals directly, so each count gets its own plan (albums: an
-    # index-only scan of tracks); other periods compute their per-track counts once.
-    if period.start is None:
-        with_tc, tracks_from = "", "track_totals tc WHERE tc.user_id = :uid"
-        artists_from = "track_totals tc JOIN track_artists ta ON ta.track_id = tc.track_id WHERE tc.user_id = :uid"
-        albums_from = "track_totals tc JOIN tracks t ON t.id = tc.track_id WHERE tc.user_id = :uid AND"
-    else:
-        with_tc, tracks_from = f"WITH tc AS MATERIALIZED ({counts_sql})", "tc"
-        artists_from = "tc JOIN track_artists ta ON ta.track_id = tc.track_id"
-        albums_from = "tc JOIN tracks t ON t.id = tc.track_id WHERE"
+    sql, params = {}, {"uid": uid}
+    for kind in KINDS:
+        sql[kind], more = counts(kind, period.start, period.end, tag=kind)
+        params.update(more)
     tracks, artists, albums = conn.execute(sa.text(f"""
-        {with_tc}
-        SELECT (SELECT count(*) FROM {tracks_from}),
-               (SELECT count(*) FROM (SELECT DISTINCT ta.artist_id FROM {artists_from}) a),
-               (SELECT count(*) FROM (SELECT DISTINCT t.album_id FROM {albums_from} t.album_id IS NOT NULL) b)
-    """), {"uid": uid, **counts_params}).one()
+        SELECT (SELECT count(*) FROM ({sql["tracks"]}) c),
+               (SELECT count(*) FROM ({sql["artists"]}) c),
+               (SELECT count(*) FROM ({sql["albums"]}) c)
+    """), params).one()
     return Totals(int(plays), int(ms), int(estimated), tracks, artists, albums, days)
 
 
@@ -170,35 +187,24 @@ class Ranked:
         return None if self.previous_rank is None else self.previous_rank - self.rank
 
 
-KINDS = ("tracks", "artists", "albums")
-
-
-def _ranking_sql(kind: str, counts_sql: str, by: str) -> str:
+def _ranking_sql(counts_sql: str, by: str) -> str:
+    # Every credited artist gets the play (the rollups' rule): a featured artist's song
+    # counts for them too.
     order = "ms" if by == "minutes" else "plays"
-    if kind == "tracks":
-        source = "SELECT track_id AS id, plays, ms FROM tc"
-    elif kind == "artists":
-        # Every credited artist gets the play: a featured artist's song counts for them too.
-        source = ("SELECT ta.artist_id AS id, sum(tc.plays) AS plays, sum(tc.ms) AS ms "
-                  "FROM tc JOIN track_artists ta ON ta.track_id = tc.track_id GROUP BY ta.artist_id")
-    else:
-        source = ("SELECT t.album_id AS id, sum(tc.plays) AS plays, sum(tc.ms) AS ms "
-                  "FROM tc JOIN tracks t ON t.id = tc.track_id WHERE t.album_id IS NOT NULL GROUP BY t.album_id")
-    return (f"WITH tc AS ({counts_sql}) SELECT id, plays, ms FROM ({source}) ranked "
-            f"ORDER BY {order} DESC, plays DESC, id LIMIT :limit")
+    return f"SELECT id, plays, ms FROM ({counts_sql}) c ORDER BY {order} DESC, plays DESC, id LIMIT :limit"
 
 
 def top(conn: Connection, uid: int, period: Period, kind: str, by: str = "plays",
         limit: int = TOP_LIMIT) -> list[Ranked]:
     if kind not in KINDS:
         raise ValueError(kind)
-    counts_sql, params = track_counts(period.start, period.end)
-    rows = conn.execute(sa.text(_ranking_sql(kind, counts_sql, by)), {"uid": uid, "limit": limit, **params}).all()
+    counts_sql, params = counts(kind, period.start, period.end)
+    rows = conn.execute(sa.text(_ranking_sql(counts_sql, by)), {"uid": uid, "limit": limit, **params}).all()
     ranked = ranked_items(conn, kind, rows)
     previous = period.previous()
     if previous is not None and ranked:
-        counts_sql, params = track_counts(previous.start, previous.end)
-        before = conn.execute(sa.text(_ranking_sql(kind, counts_sql, by)),
+        counts_sql, params = counts(kind, previous.start, previous.end)
+        before = conn.execute(sa.text(_ranking_sql(counts_sql, by)),
                               {"uid": uid, "limit": MOVEMENT_DEPTH, **params}).all()
         ranks = {r.id: i + 1 for i, r in enumerate(before)}
         for item in ranked:
@@ -370,17 +376,15 @@ class Genres:
 
 
 def genres(conn: Connection, uid: int, period: Period, limit: int = 10) -> Genres:
-    counts_sql, params = track_counts(period.start, period.end)
+    """Genres of the artists credited first, weighted by those plays."""
+    counts_sql, params = counts("artists", period.start, period.end)
     rows = conn.execute(sa.text(f"""
-        WITH tc AS ({counts_sql}),
-             by_artist AS (SELECT ta.artist_id, sum(tc.plays) AS plays FROM tc
-                             JOIN track_artists ta ON ta.track_id = tc.track_id AND ta.position = 0
-                            GROUP BY ta.artist_id),
-             coverage AS (SELECT coalesce(sum(b.plays) FILTER (WHERE cardinality(a.genres) > 0), 0) AS with_genres,
-                                 coalesce(sum(b.plays), 0) AS total
-                            FROM by_artist b JOIN artists a ON a.id = b.artist_id)
+        WITH by_artist AS (SELECT c.id AS artist_id, c.lead_plays AS plays, a.genres
+                             FROM ({counts_sql}) c JOIN artists a ON a.id = c.id WHERE c.lead_plays > 0),
+             coverage AS (SELECT coalesce(sum(plays) FILTER (WHERE cardinality(genres) > 0), 0) AS with_genres,
+                                 coalesce(sum(plays), 0) AS total FROM by_artist)
         SELECT g.genre, sum(b.plays) AS plays, (SELECT with_genres FROM coverage), (SELECT total FROM coverage)
-          FROM by_artist b JOIN artists a ON a.id = b.artist_id, unnest(a.genres) AS g(genre)
+          FROM by_artist b, unnest(b.genres) AS g(genre)
          GROUP BY g.genre ORDER BY 2 DESC, 1 LIMIT :limit
     """), {"uid": uid, "limit": limit, **params}).all()
     if not rows:
