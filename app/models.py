@@ -207,6 +207,8 @@ class Artist(CatalogueItem, Base):
         # Name-only rows (from imports, before enrichment) are unique by name.
         sa.Index("uq_artists_name_only", sa.text("lower(name)"), unique=True,
                  postgresql_where=sa.text("spotify_id IS NULL")),
+        # The history search's "contains" matches (migration 0016).
+        sa.Index("ix_artists_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
     )
 
     image_url: Mapped[str | None] = mapped_column(sa.Text)
@@ -218,6 +220,7 @@ class Album(CatalogueItem, Base):
     __table_args__ = (
         sa.Index("uq_albums_name_only", sa.text("lower(name)"), sa.text("lower(artist_name)"), unique=True,
                  postgresql_where=sa.text("spotify_id IS NULL")),
+        sa.Index("ix_albums_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
     )
 
     # For name-only rows: the album artist as the export names it ("" when unknown).
@@ -237,6 +240,8 @@ class Track(CatalogueItem, Base):
                  postgresql_where=sa.text("spotify_id IS NULL")),
         # Album counts read (id, album_id) from the index alone (migration 0004).
         sa.Index("ix_tracks_id_album", "id", postgresql_include=["album_id"]),
+        sa.Index("ix_tracks_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
+        sa.Index("ix_tracks_artist_name_trgm", "artist_name", postgresql_using="gin", postgresql_ops={"artist_name": "gin_trgm_ops"}),
     )
 
     album_id: Mapped[int | None] = mapped_column(sa.ForeignKey("albums.id"), index=True)

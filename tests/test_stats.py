@@ -431,3 +431,27 @@ def test_plays_and_a_concurrent_resolution_of_their_track_never_miss_each_other(
     plays = db_conn.execute("SELECT count(*) FROM plays WHERE track_id = %s", (track,)).fetchone()[0]
     assert db_conn.execute("SELECT r.plays FROM artist_totals r JOIN artists a ON a.id = r.artist_id "
                            "WHERE a.spotify_id = %s AND r.user_id = %s", (racer[0], uid)).fetchone()[0] == plays
+
+
+def test_search_finds_exactly_the_tracks_whose_names_contain_the_query(app, archive, db_conn):
+    """Through the trigram indexes (3+ characters) or the user's own tracks (fewer): the
+    same answer as a plain scan, by track, album or artist name, with LIKE's wildcards
+    taken literally."""
+    from app.stats.history import matching_tracks
+
+    uid = archive["sim-acct-sam"]
+    names = db_conn.execute("""
+        SELECT tt.track_id, lower(t.name), lower(coalesce(al.name, '')), lower(coalesce(t.artist_name, '')),
+               coalesce((SELECT string_agg(lower(a.name), '|') FROM track_artists ta
+                           JOIN artists a ON a.id = ta.artist_id WHERE ta.track_id = t.id), '')
+          FROM track_totals tt JOIN tracks t ON t.id = tt.track_id LEFT JOIN albums al ON al.id = t.album_id
+         WHERE tt.user_id = %s""", (uid,)).fetchall()
+    some = names[len(names) // 2]
+    queries_ = [some[1][1:6], some[2][:4], some[4].split("|")[0][-5:], some[1][:2], "e", "100%", "a_b", "zzqx"]
+    found_any = 0
+    with app.extensions["database"].engine.connect() as conn:
+        for q in queries_:
+            expected = {row[0] for row in names if any(q.lower() in field for field in row[1:])}
+            assert set(matching_tracks(conn, uid, q)) == expected, q
+            found_any += bool(expected)
+    assert found_any >= 5

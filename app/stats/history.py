@@ -113,12 +113,24 @@ def _search_page(conn: Connection, uid: int, before: Cursor, track_ids: list[int
 def matching_tracks(conn: Connection, uid: int, query: str) -> list[int]:
     """The user's tracks whose name, artist or album contains `query` (case-insensitive)."""
     pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return conn.execute(sa.text("""
-        SELECT tt.track_id FROM track_totals tt
-          JOIN tracks t ON t.id = tt.track_id LEFT JOIN albums al ON al.id = t.album_id
-         WHERE tt.user_id = :uid
-           AND (t.name ILIKE :q OR al.name ILIKE :q OR t.artist_name ILIKE :q
-                OR EXISTS (SELECT 1 FROM track_artists ta JOIN artists a ON a.id = ta.artist_id
-                            WHERE ta.track_id = t.id AND a.name ILIKE :q))
-         LIMIT :limit
-    """), {"uid": uid, "q": pattern, "limit": MAX_MATCHES}).scalars().all()
+    if len(query) >= 3:
+        # From the catalogue's trigram indexes (migration 0016) to the user's tracks: a few
+        # index probes, however many tracks the user has.
+        sql = """
+            SELECT tt.track_id FROM track_totals tt
+             WHERE tt.user_id = :uid AND tt.track_id IN (
+                   SELECT id FROM tracks WHERE name ILIKE :q OR artist_name ILIKE :q
+                   UNION ALL SELECT t.id FROM albums al JOIN tracks t ON t.album_id = al.id WHERE al.name ILIKE :q
+                   UNION ALL SELECT ta.track_id FROM artists a JOIN track_artists ta ON ta.artist_id = a.id
+                                                WHERE a.name ILIKE :q)
+             LIMIT :limit"""
+    else:  # no trigram to look up: read the user's own tracks
+        sql = """
+            SELECT tt.track_id FROM track_totals tt
+              JOIN tracks t ON t.id = tt.track_id LEFT JOIN albums al ON al.id = t.album_id
+             WHERE tt.user_id = :uid
+               AND (t.name ILIKE :q OR al.name ILIKE :q OR t.artist_name ILIKE :q
+                    OR EXISTS (SELECT 1 FROM track_artists ta JOIN artists a ON a.id = ta.artist_id
+                                WHERE ta.track_id = t.id AND a.name ILIKE :q))
+             LIMIT :limit"""
+    return conn.execute(sa.text(sql), {"uid": uid, "q": pattern, "limit": MAX_MATCHES}).scalars().all()

@@ -44,11 +44,6 @@ def _year_floor(moment: datetime) -> datetime:
     return _month_floor(moment).replace(month=1)
 
 
-def _year_ceil(moment: datetime) -> datetime:
-    floor = _year_floor(moment)
-    return floor if floor == moment else floor.replace(year=floor.year + 1)
-
-
 KINDS = ("tracks", "artists", "albums")
 # kind -> (rollup table prefix, id column, extra counted columns, raw per-track counts `pt`
 # turned into the kind's). Raw plays are counted per track first: the few thousand tracks of
@@ -68,17 +63,22 @@ ROLLUPS = {
 }
 
 
-def counts(kind: str, start: datetime | None, end: datetime, tag: str = "") -> tuple[str, dict[str, Any]]:
+def counts(kind: str, start: datetime | None, end: datetime, tag: str = "",
+           ids_only: bool = False) -> tuple[str, dict[str, Any]]:
     """SQL yielding (id, plays, ms) of user :uid's tracks, artists or albums in [start, end)
     (artists also lead_plays: plays where they are credited first), and its parameters
-    (named with `tag`, so that several counts can share a statement)."""
+    (named with `tag`, so that several counts can share a statement). `ids_only`: just
+    the ids, for counting them."""
     prefix, column, extra, raw = ROLLUPS[kind]
+    counted = ", plays" if ids_only else f", plays, ms{extra}"
     if start is None:
-        return f"SELECT {column} AS id, plays, ms{extra} FROM {prefix}_totals WHERE user_id = :uid", {}
+        return f"SELECT {column} AS id{counted} FROM {prefix}_totals WHERE user_id = :uid", {}
     parts: list[str] = []
     params: dict[str, Any] = {}
+    subtracts = False
 
-    def add(grain: str, a: datetime, b: datetime) -> None:
+    def add(grain: str, a: datetime, b: datetime, sign: int = 1) -> None:
+        nonlocal subtracts
         if a >= b:
             return
         n = f"{tag}{len(parts)}"
@@ -86,14 +86,16 @@ def counts(kind: str, start: datetime | None, end: datetime, tag: str = "") -> t
         if grain == "raw":
             # The track's length only where ms_played is unknown (polls): a lookup per such
             # play is far cheaper than joining all of `tracks` for every play.
-            parts.append(raw.format(pt=f"""
+            parts.append(("SELECT id, plays FROM ({}) r" if ids_only else "{}").format(raw.format(pt=f"""
                 SELECT p.track_id, count(*)::int AS plays,
                        sum(coalesce(p.ms_played,
                                     (SELECT d.duration_ms FROM tracks d WHERE d.id = p.track_id), 0))::bigint AS ms
                   FROM plays p WHERE p.user_id = :uid AND p.played_at >= :a{n} AND p.played_at < :b{n}
-                 GROUP BY p.track_id"""))
+                 GROUP BY p.track_id""")))
         else:
-            parts.append(f"SELECT {column} AS id, plays, ms{extra} FROM {prefix}_{grain}s "
+            values = counted if sign > 0 else "".join(f", -{c} AS {c}" for c in counted.replace(",", " ").split())
+            subtracts |= sign < 0
+            parts.append(f"SELECT {column} AS id{values} FROM {prefix}_{grain}s "
                          f"WHERE user_id = :uid AND {grain} >= :a{n} AND {grain} < :b{n}")
 
     m1, m2 = _month_ceil(start), _month_floor(end)
@@ -101,21 +103,45 @@ def counts(kind: str, start: datetime | None, end: datetime, tag: str = "") -> t
         add("raw", start, end)
     else:
         add("raw", start, m1)
-        y1, y2 = _year_ceil(m1), _year_floor(m2)
-        if y1 < y2:
-            add("month", m1, y1)
-            add("year", y1, y2)
-            add("month", y2, m2)
-        else:
-            add("month", m1, m2)
+        _cover_months(m1, m2, add)
         add("raw", m2, end)
     if len(parts) == 1 and "FROM plays" in parts[0]:
         return parts[0], params
     # Integer columns throughout, and milliseconds summed as float8 (exact below 2^53 ms):
     # numeric sums, Postgres' default for bigint, made this aggregate half the query's time.
+    # A year less some of its months can leave an id with nothing: HAVING drops it.
+    having = " HAVING sum(plays) > 0" if subtracts else ""
+    if ids_only:
+        return f"SELECT id FROM ({' UNION ALL '.join(parts)}) cover GROUP BY id{having}", params
     lead = ", sum(lead_plays)::int AS lead_plays" if extra else ""
     return (f"SELECT id, sum(plays)::int AS plays, sum(ms::float8)::bigint AS ms{lead} "
-            f"FROM ({' UNION ALL '.join(parts)}) cover GROUP BY id"), params
+            f"FROM ({' UNION ALL '.join(parts)}) cover GROUP BY id{having}"), params
+
+
+def _cover_months(m1: datetime, m2: datetime, add) -> None:
+    """Cover whole UTC months [m1, m2) with the fewest rollup rows: a year's row where the
+    span holds all of it, or most of it (less its other months' rows, subtracted), else
+    month rows. A year holds about a third of the rows of its twelve months."""
+    cursor, full_from = m1, None
+    while cursor < m2:
+        year_start, year_end = _year_floor(cursor), _year_floor(cursor).replace(year=cursor.year + 1)
+        span_end = min(m2, year_end)
+        months = (span_end.year - cursor.year) * 12 + span_end.month - cursor.month
+        if months == 12:
+            full_from = full_from or year_start
+        else:
+            if full_from:
+                add("year", full_from, year_start)
+                full_from = None
+            if months >= 7:
+                add("year", year_start, year_end)
+                add("month", year_start, cursor, -1)
+                add("month", span_end, year_end, -1)
+            else:
+                add("month", cursor, span_end)
+        cursor = span_end
+    if full_from:
+        add("year", full_from, cursor)
 
 
 def _day_bounds(period: Period) -> tuple[str, dict[str, Any]]:
@@ -156,7 +182,7 @@ def totals(conn: Connection, uid: int, period: Period) -> Totals:
     """), {"uid": uid, **params}).one()
     sql, params = {}, {"uid": uid}
     for kind in KINDS:
-        sql[kind], more = counts(kind, period.start, period.end, tag=kind)
+        sql[kind], more = counts(kind, period.start, period.end, tag=kind, ids_only=True)
         params.update(more)
     tracks, artists, albums = conn.execute(sa.text(f"""
         SELECT (SELECT count(*) FROM ({sql["tracks"]}) c),
@@ -309,18 +335,17 @@ def discoveries(conn: Connection, uid: int, period: Period, limit: int = 5) -> D
     if period.start is None:  # over all time everything was a discovery once: only the counts
         tracks, artists = conn.execute(sa.text("""
             SELECT (SELECT count(*) FROM track_totals WHERE user_id = :uid),
-                   (SELECT count(*) FROM (SELECT DISTINCT ta.artist_id FROM track_totals tt
-                                            JOIN track_artists ta ON ta.track_id = tt.track_id
-                                           WHERE tt.user_id = :uid) a)
+                   (SELECT count(*) FROM artist_totals WHERE user_id = :uid)
         """), {"uid": uid}).one()
         return Discoveries(tracks, artists)
     params: dict[str, Any] = {"uid": uid, "limit": limit, "start": period.start, "end": period.end}
     new_track = "AND tt.first_played_at >= :start AND tt.first_played_at < :end"
     # A new track's artist is new unless one of their tracks was first played before: the
-    # candidates are few, and each is checked through that artist's own tracks.
+    # candidates are few, and each is checked through that artist's own tracks (OFFSET 0
+    # keeps it a per-candidate probe; as an anti-join Postgres hashes all the user's tracks).
     new_artist = """AND NOT EXISTS (
         SELECT 1 FROM track_artists older JOIN track_totals ot ON ot.track_id = older.track_id
-         WHERE older.artist_id = ta.artist_id AND ot.user_id = :uid AND ot.first_played_at < :start)"""
+         WHERE older.artist_id = ta.artist_id AND ot.user_id = :uid AND ot.first_played_at < :start OFFSET 0)"""
     found = {}
     for kind, sql in (("tracks", f"""
         SELECT tt.track_id AS id, tt.plays, tt.ms FROM track_totals tt WHERE tt.user_id = :uid {new_track}"""), (
