@@ -79,7 +79,7 @@ def write_report(database: Database, user_id: int, period: Period, out: IO[bytes
                  *, owner: str, now: datetime) -> int:
     """The PDF (the Export page's "PDF report" format); returns the number of plays it
     covers. Progress is told in plays, as for the other formats."""
-    with database.engine.connect() as conn:
+    with database.reading() as conn:
         plays = stats_panels.compute(conn, user_id, "totals", period, "plays").plays
         report = gather(conn, user_id, owner, period, now=now, progress=lambda share: progress(int(plays * share)))
     write_pdf(render_html(report, for_print=True), out)

@@ -24,6 +24,6 @@ def preview():
     moment = now()
     period = report_period(first_day, last_day, current_user.timezone, moment.astimezone(zone(current_user.timezone))
                            .date())
-    with get_database().engine.connect() as conn:
+    with get_database().reading() as conn:
         report = gather(conn, current_user.id, current_user.display_name, period, now=moment)
     return render_html(report, for_print=False)

@@ -84,14 +84,9 @@ class _Row:
 
 def _rank(conn: Connection, uid: int, kind: str, plays: int) -> tuple[int, int]:
     """Rank in the user's all-time chart by plays (ties share a rank), and the chart's size."""
-    source = {
-        "tracks": "SELECT track_id AS id, plays FROM track_totals WHERE user_id = :uid",
-        "artists": """SELECT ta.artist_id AS id, sum(tt.plays) AS plays FROM track_totals tt
-                        JOIN track_artists ta ON ta.track_id = tt.track_id WHERE tt.user_id = :uid GROUP BY 1""",
-        "albums": """SELECT t.album_id AS id, sum(tt.plays) AS plays FROM track_totals tt
-                       JOIN tracks t ON t.id = tt.track_id WHERE tt.user_id = :uid AND t.album_id IS NOT NULL
-                      GROUP BY 1""",
-    }[kind]
+    table, column = {"tracks": ("track_totals", "track_id"), "artists": ("artist_totals", "artist_id"),
+                     "albums": ("album_totals", "album_id")}[kind]
+    source = f"SELECT {column} AS id, plays FROM {table} WHERE user_id = :uid"
     above, total = conn.execute(sa.text(f"""
         SELECT count(*) FILTER (WHERE plays > :plays), count(*) FROM ({source}) chart
     """), {"uid": uid, "plays": plays}).one()

@@ -74,7 +74,7 @@ def panel(name: str):
     period, _ = _period()
     rank_by = _rank_by()
     database = get_database()
-    with database.engine.connect() as conn:
+    with database.reading() as conn:
         version = archive_version(conn, current_user.id)
         key = (current_user.id, version, period.tz.key, name, tuple(sorted(period.query().items())), rank_by)
         return current_app.extensions["stats_cache"].get_or_render(
@@ -95,7 +95,7 @@ def archive_health_panel():
 @bp.get("/<any(artist, album, track):kind>/<id:entity_id>")
 @login_required
 def entity(kind: str, entity_id: int):
-    with get_database().engine.connect() as conn:
+    with get_database().reading() as conn:
         stats = entities.entity_stats(conn, current_user.id, kind + "s", entity_id)
     if stats is None:
         abort(404)
@@ -126,7 +126,7 @@ def _history_args() -> tuple[str, history.Cursor | None, str | None]:
 
 
 def _history_page(query: str, cursor: history.Cursor | None):
-    with get_database().engine.connect() as conn:
+    with get_database().reading() as conn:
         track_ids = history.matching_tracks(conn, current_user.id, query) if query else None
         return history.page(conn, current_user.id, cursor, track_ids=track_ids)
 
