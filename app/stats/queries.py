@@ -3,9 +3,10 @@ and 0015).
 
 Exactness: a period is whole local days in the user's time zone, and `listening_hours` is
 kept in that zone, so its sums are exact. Per-track, per-artist and per-album counts come
-from the cheapest exact cover of the period: all time from `*_totals`; short periods (up
-to 62 days) from `plays` itself; longer ones from whole UTC years (`*_years`) and months
-(`*_months`) in the middle, plus raw plays for the partial months at either end.
+from an exact cover of the period by as few rows as it takes: all time from `*_totals`;
+whole UTC years and months from `*_years` and `*_months` (a year's row less its other
+months where that reads fewer rows); the parts of months at either end from `plays`
+itself, or from the month's row less the plays outside the period when those are fewer.
 
 Every query is scoped to one user id; nothing here can read another user's plays.
 """
@@ -21,7 +22,6 @@ from sqlalchemy.engine import Connection
 
 from .periods import Period
 
-RAW_MAX = timedelta(days=62)
 TOP_LIMIT = 10
 MOVEMENT_DEPTH = 100  # ranks beyond this in the previous period count as "new"
 GENRE_COVERAGE = 0.5  # share of plays whose artist has genres before genres are shown
@@ -83,33 +83,49 @@ def counts(kind: str, start: datetime | None, end: datetime, tag: str = "",
             return
         n = f"{tag}{len(parts)}"
         params[f"a{n}"], params[f"b{n}"] = a, b
+        values = counted if sign > 0 else "".join(f", -{c} AS {c}" for c in counted.replace(",", " ").split())
+        subtracts |= sign < 0
         if grain == "raw":
             # The track's length only where ms_played is unknown (polls): a lookup per such
             # play is far cheaper than joining all of `tracks` for every play.
-            parts.append(("SELECT id, plays FROM ({}) r" if ids_only else "{}").format(raw.format(pt=f"""
+            sql = raw.format(pt=f"""
                 SELECT p.track_id, count(*)::int AS plays,
                        sum(coalesce(p.ms_played,
                                     (SELECT d.duration_ms FROM tracks d WHERE d.id = p.track_id), 0))::bigint AS ms
                   FROM plays p WHERE p.user_id = :uid AND p.played_at >= :a{n} AND p.played_at < :b{n}
-                 GROUP BY p.track_id""")))
+                 GROUP BY p.track_id""")
+            parts.append(sql if values == f", plays, ms{extra}" else f"SELECT id{values} FROM ({sql}) r")
         else:
-            values = counted if sign > 0 else "".join(f", -{c} AS {c}" for c in counted.replace(",", " ").split())
-            subtracts |= sign < 0
             parts.append(f"SELECT {column} AS id{values} FROM {prefix}_{grain}s "
                          f"WHERE user_id = :uid AND {grain} >= :a{n} AND {grain} < :b{n}")
 
+    def add_within_month(a: datetime, b: datetime) -> None:
+        """[a, b) inside one UTC month: its plays, or, when they are most of the month, the
+        month's rollup less the plays outside (fewer rows, and no per-track lookups)."""
+        if a >= b:
+            return
+        month, next_month = _month_floor(a), _month_ceil(a + timedelta(microseconds=1))
+        if b - a > (next_month - month) / 2:
+            add("month", month, next_month)
+            add("raw", month, a, -1)
+            add("raw", b, next_month, -1)
+        else:
+            add("raw", a, b)
+
     m1, m2 = _month_ceil(start), _month_floor(end)
-    if end - start <= RAW_MAX or m1 >= m2:
-        add("raw", start, end)
+    if m1 >= m2:  # within one month, or across one month's end
+        add_within_month(start, min(end, m1))
+        add_within_month(max(start, m1), end)
     else:
-        add("raw", start, m1)
+        add_within_month(start, m1)
         _cover_months(m1, m2, add)
-        add("raw", m2, end)
-    if len(parts) == 1 and "FROM plays" in parts[0]:
+        add_within_month(m2, end)
+    if len(parts) == 1 and not subtracts and "FROM plays" in parts[0]:
         return parts[0], params
     # Integer columns throughout, and milliseconds summed as float8 (exact below 2^53 ms):
     # numeric sums, Postgres' default for bigint, made this aggregate half the query's time.
-    # A year less some of its months can leave an id with nothing: HAVING drops it.
+    # A year less some of its months (a month less some of its days) can leave an id with
+    # nothing: HAVING drops it.
     having = " HAVING sum(plays) > 0" if subtracts else ""
     if ids_only:
         return f"SELECT id FROM ({' UNION ALL '.join(parts)}) cover GROUP BY id{having}", params
