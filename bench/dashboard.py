@@ -260,7 +260,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plays", type=int, default=1_000_000)
     parser.add_argument("--others", type=int, default=9, help="other users, 100k plays each")
-    parser.add_argument("--cold", type=int, default=15, help="repetitions with the fragment cache emptied")
+    parser.add_argument("--cold", type=int, default=25, help="repetitions with the fragment cache emptied")
     parser.add_argument("--warm", type=int, default=40, help="repetitions served from the fragment cache")
     parser.add_argument("--only", help="comma-separated fragments to measure (default: all)")
     # Development: keep (and on later runs reuse) the database in this directory.
