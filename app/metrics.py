@@ -24,6 +24,12 @@ METRICS = (
     ("audiospective_poll_failures", "gauge", "Users whose last polls failed, by failure kind.",
      "SELECT json_build_object('kind', last_failure_kind), count(*) FROM archive_state "
      "WHERE consecutive_failures > 0 GROUP BY last_failure_kind"),
+    ("audiospective_spotify_requests_total", "counter",
+     "Spotify Web API requests made (polls and enrichment), since the instance began.",
+     "SELECT NULL, requests_total FROM api_budget"),
+    ("audiospective_spotify_rate_limited_total", "counter",
+     "Spotify 429 answers that paused every request, since the instance began.",
+     "SELECT NULL, rate_limited_total FROM api_budget"),
     ("audiospective_spotify_paused", "gauge", "1 while Spotify's rate limit (429) pauses every request.",
      "SELECT NULL, count(*) FROM api_budget WHERE paused_until > now()"),
     ("audiospective_jobs", "gauge", "Jobs in the queue by task and status.",

@@ -309,6 +309,9 @@ class ApiBudget(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     paused_until: Mapped[datetime | None] = mapped_column(Timestamp)
     pause_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # Since the instance began, for /metrics (migration 0017).
+    requests_total: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    rate_limited_total: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
 
 
 class AppFlag(Base):

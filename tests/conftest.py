@@ -97,6 +97,7 @@ def _empty_tables(request):
         conn.execute(f"TRUNCATE {', '.join(APP_TABLES + QUEUE_TABLES)} RESTART IDENTITY CASCADE")
         conn.execute("ALTER SEQUENCE member_numbers RESTART")
         conn.execute("UPDATE api_budget SET tokens = 0, updated_at = now() - interval '1 day', "
+                     "requests_total = 0, rate_limited_total = 0, "
                      "paused_until = NULL, pause_reason = NULL")
 
 

@@ -67,7 +67,8 @@ _TAKE = sa.text("""
                paused_until > clock_timestamp() AS paused
           FROM api_budget WHERE id = 1 FOR UPDATE
     ), taken AS (
-        UPDATE api_budget SET tokens = state.available - 1, updated_at = clock_timestamp()
+        UPDATE api_budget SET tokens = state.available - 1, updated_at = clock_timestamp(),
+                              requests_total = requests_total + 1
           FROM state
          WHERE id = 1 AND NOT coalesce(state.paused, false) AND state.available >= 1 + :reserve
         RETURNING 1
@@ -125,7 +126,7 @@ class Budget:
                 UPDATE api_budget
                    SET paused_until = greatest(coalesce(paused_until, clock_timestamp()),
                                                clock_timestamp() + make_interval(secs => :seconds)),
-                       pause_reason = :reason
+                       pause_reason = :reason, rate_limited_total = rate_limited_total + 1
                  WHERE id = 1 RETURNING paused_until"""), {"seconds": retry_after_s, "reason": reason}).scalar_one()
         log.warning("Spotify rate limit: all requests paused until %s (%s)", until, reason or "no reason given")
         return until
