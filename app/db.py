@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import psycopg
 import sqlalchemy as sa
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,11 @@ from werkzeug.routing import IntegerConverter
 
 from .config import Settings, sqlalchemy_url
 from .embedded_pg import ensure_server
+
+
+# The database is down, restarting or out of connections: a moment's wait, not a bug
+# (pages answer 503; jobs run again once it is back).
+DATABASE_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, psycopg.OperationalError)
 
 
 def resolve_database_url(settings: Settings) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 
-import psycopg
-import sqlalchemy as sa
 from flask import Blueprint, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+
+from .db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 bp = Blueprint("errors", __name__)
@@ -52,8 +52,6 @@ def http_error(exc: HTTPException):
     return problem(title, message, status=exc.code or 500)
 
 
-# The database is down, restarting or out of connections: a moment's wait, not a bug.
-DATABASE_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, psycopg.OperationalError)
 RETRY_AFTER_S = 15
 
 

@@ -32,6 +32,8 @@ from flask import Flask
 from sqlalchemy.engine import Connection as SAConnection
 from sqlalchemy.orm import Session
 
+from .db import DATABASE_UNAVAILABLE
+
 log = logging.getLogger(__name__)
 
 TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports", "jobs.exports", "jobs.mail", "jobs.membership"]
@@ -42,21 +44,30 @@ POLL_PRIORITY = 10
 ENRICH_PRIORITY = -10
 
 
+# A job whose database went away under it (a restart, a failover) runs again when it is
+# back: an import's or export's work is one transaction, so nothing of the attempt stays.
+# 2, 4, 8, 16, 32 s apart; a longer outage leaves the job to the stalled-job check.
+DATABASE_RETRY = procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2,
+                                             retry_exceptions=set(DATABASE_UNAVAILABLE))
+
+
 class Task(NamedTuple):
     name: str  # stored in queued jobs: never rename
     queue: str
     priority: int = 0
+    retry: procrastinate.RetryStrategy | None = None
 
     def options(self) -> dict[str, Any]:
         """What jobs/ passes to `app.task(...)` for this task."""
-        return {"name": self.name, "queue": self.queue, "priority": self.priority}
+        options = {"name": self.name, "queue": self.queue, "priority": self.priority}
+        return options | ({"retry": self.retry} if self.retry else {})
 
 
 # Tasks that domain code defers. (Periodic tasks are deferred by the worker itself.)
 POLL_BATCH = Task("jobs.archival.poll_batch", "archival", POLL_PRIORITY)
 ENRICH_BATCH = Task("jobs.archival.enrich_batch", "enrichment", ENRICH_PRIORITY)
-IMPORT = Task("jobs.imports.import_export", "imports")
-EXPORT = Task("jobs.exports.write_export", "exports")
+IMPORT = Task("jobs.imports.import_export", "imports", retry=DATABASE_RETRY)
+EXPORT = Task("jobs.exports.write_export", "exports", retry=DATABASE_RETRY)
 DELIVER_MAIL = Task("jobs.mail.deliver_mail", "mail", 5)
 
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=TASK_MODULES)

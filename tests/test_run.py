@@ -245,3 +245,68 @@ def test_export_mail_and_share_journey_in_a_real_browser(running, browser, page,
     assert visitor.locator("#panel-habits").count() == 0  # not chosen
     stranger.close()
     assert problems == [] and visitor_problems == []
+
+
+@pytest.mark.browser
+def test_hostile_names_run_no_script_and_break_no_layout_in_a_real_browser(running, browser, tmp_path):
+    """Names that are HTML (a script tag, an attribute breakout), bidirectional and
+    zero-width characters and a 300-character word, imported as plays and then shown on
+    every page that lists or names them, panels swapped in by HTMX included: in Chromium no
+    script runs (no dialog), the Content Security Policy reports no violation (it would
+    block an inline handler that escaping let through, and say so), the payloads read as
+    text, and no page grows wider than the window."""
+    import json
+    import zipfile
+
+    from test_exports import HOSTILE
+
+    names = [*HOSTILE, "\u202eevil\u202c \u200bzero\u200dwidth", "W" * 300]
+    now_ms = requests.get(f"{running.simulator_url}/_sim/clock", timeout=10).json()["now_ms"]
+    rows = [{"endTime": time.strftime("%Y-%m-%d %H:%M", time.gmtime((now_ms - (n + 2) * 3_600_000) / 1000)),
+             "artistName": name, "trackName": name, "msPlayed": 200_000} for n, name in enumerate(names)]
+    export = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        archive.writestr("Spotify Account Data/StreamingHistory_music_0.json", json.dumps(rows))
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                            "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    problems = sign_in_as(page, running, "Sam Binge")
+    imported = cli("import", "--user", "sim-acct-sam", str(export), env={
+        "AUDIOSPECTIVE_DATA_DIR": str(running.data_dir), "SPOTIFY_ACCOUNTS_URL": running.simulator_url,
+        "SPOTIFY_API_URL": running.simulator_url})
+    assert imported.returncode == 0 and f"Imported {len(names)} of {len(names)} rows" in imported.stdout, \
+        imported.stdout + imported.stderr
+
+    def visit(path: str) -> str:
+        page.goto(f"{running.url}{path}")
+        page.wait_for_load_state("networkidle")  # HTMX panels and fragments in place
+        assert page.evaluate("window.__csp") == [], path
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+        return page.inner_text("body")
+
+    pages = ["/dashboard?period=7d", "/dashboard?period=all", "/history", "/history?q=script", "/history?q=img",
+             "/report/preview", "/settings", "/import", "/export"]
+    texts = {path: visit(path) for path in pages}
+    for payload in ("<script>alert('xss')</script>", '"><img src=x onerror=alert(1)>'):
+        assert payload in texts["/history"] and payload in texts["/dashboard?period=7d"]
+    assert "<script>alert('xss')</script>" in texts["/history?q=script"]
+    # Every entity page a hostile play links to.
+    page.goto(f"{running.url}/history?q=xss")
+    links = page.locator("li.play a[href^='/track/'], li.play a[href^='/artist/']")
+    entities = {a.get_attribute("href") for a in links.all()}
+    assert len(entities) >= 2
+    for href in sorted(entities):
+        assert "<script>alert('xss')</script>" in visit(href)
+    # A share of the week, as a stranger opens it.
+    page.goto(f"{running.url}/shares")
+    page.get_by_label("Period").select_option("7d")
+    page.get_by_role("button", name="Make the link").click()
+    link = page.locator(".share-item a[href*='/s/']").first.get_attribute("href")
+    assert "<script>alert('xss')</script>" in visit(link)
+    print(f"hostile names: {len(pages) + len(entities) + 1} pages in Chromium, 0 dialogs, 0 CSP violations")
+    assert dialogs == [] and problems == []
+    context.close()

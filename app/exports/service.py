@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from .. import queue
 from ..account.addresses import verified_email
-from ..db import Database
+from ..db import DATABASE_UNAVAILABLE, Database
 from ..email.outbox import external_url, queue_email
 from ..models import Export, ExportStatus, User
 from ..signed import LinkError, sign, verify
@@ -139,6 +139,11 @@ def run_export(database: Database, export_id: int, *, clock: Clock, expiry_days:
                             "WHERE id = %s", (clock(), export_id))
         try:
             rows, written, stored = _write(database, export_id, scope, fmt, header, status_conn)
+        except DATABASE_UNAVAILABLE as exc:
+            # The job runs again when the database is back (queue.DATABASE_RETRY); the rows
+            # of this attempt go when the next one starts writing.
+            log.warning("export %s interrupted by the database: %s", export_id, str(exc).splitlines()[0])
+            raise
         except Exception:
             log.exception("export %s failed", export_id)
             failed = clock()

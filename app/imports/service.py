@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .. import queue
-from ..db import Database
+from ..db import DATABASE_UNAVAILABLE, Database
 from ..models import Import, ImportChunk, ImportStatus
 from ..time import iso_from_ms
 from . import formats, native
@@ -122,6 +122,11 @@ def run_import(database: Database, import_id: int, *, sources: list[Source] | No
     except InputError as exc:
         progress.finish(ImportStatus.failed, error=str(exc))
         log.info("import %s refused: %s", import_id, exc)
+    except DATABASE_UNAVAILABLE as exc:
+        # Not the upload's fault and nothing of it was kept (one transaction): the job runs
+        # again when the database is back (queue.DATABASE_RETRY), with the stored upload.
+        log.warning("import %s interrupted by the database: %s", import_id, str(exc).splitlines()[0])
+        raise
     except Exception:
         log.exception("import %s failed", import_id)
         progress.finish(ImportStatus.failed, error="Something went wrong on our side while importing; nothing was "
