@@ -142,7 +142,7 @@ def test_a_day_long_429_pauses_collection_and_says_until_when_and_nobody_is_blam
     assert simulator.stats().get("api:recently_played", 0) == requests_seen
 
 
-def test_mail_due_while_the_mail_server_is_away_is_sent_once_when_it_returns(app, simulator, db_conn, smtp):
+def test_mail_due_while_the_mail_server_is_away_is_sent_once_when_it_returns(app, simulator, db_conn, smtp):  # noqa: F811
     """Alerts and export-ready mails queued while nothing listens on the SMTP port: every
     delivery run in the outage leaves them waiting (none lost, none failed for good);
     when the server is back, each arrives exactly once, alerts first."""
