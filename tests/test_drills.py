@@ -181,3 +181,124 @@ def test_mail_due_while_the_mail_server_is_away_is_sent_once_when_it_returns(app
           f"{12 - len(set(subjects))}")
     assert sorted(subjects) == sorted([f"Alert {n}" for n in range(6)] + [f"Export {n}" for n in range(6)])
     assert subjects[:6] == [f"Alert {n}" for n in range(6)]  # alerts first
+
+
+def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_database_crash(tmp_path, simulator):
+    """The Procfile's web and worker, started by honcho as a Procfile host would: a web
+    worker process SIGKILLed is replaced by gunicorn while the site keeps answering; a
+    database crash gives 503 pages (never 500), then the worker reconnects and polling
+    resumes with no play lost. (A process that exits ends honcho itself, by its design; a
+    Procfile host's process manager restarts it: `audiospective run` does, see
+    test_supervision.py.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psutil
+    import requests
+    from cryptography.fernet import Fernet
+
+    from app.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, ROOT
+    from conftest import REFERENCE_MS, archived, http_sign_in, window
+
+    freeze(simulator)
+    simulator.world.config.access_token_ttl_s = 86_400  # outlive the simulated hours
+    pgdata = tmp_path / "pg"
+    url = ensure_server(pgdata, keep_running=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIFY_", "DATABASE_URL", "PORT"))}
+    env.update(DATABASE_URL=url, PORT=str(port), WEB_CONCURRENCY="2", SECRET_KEY="drill-" + "k" * 32,
+               TOKEN_ENCRYPTION_KEY=Fernet.generate_key().decode(), SPOTIFY_CLIENT_ID=DEMO_CLIENT_ID,
+               SPOTIFY_CLIENT_SECRET=DEMO_CLIENT_SECRET, SPOTIFY_ACCOUNTS_URL=simulator.url, SPOTIFY_API_URL=simulator.url,
+               SPOTIFY_REDIRECT_URI=f"{base}/auth/callback", WORKER_HEARTBEAT_SECONDS="1",
+               AUDIOSPECTIVE_DATA_DIR=str(tmp_path / "var"),
+               # gunicorn and audiospective, as the Procfile names them
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    release = subprocess.run([sys.executable, "-m", "app", "db", "upgrade"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert release.returncode == 0, release.stderr
+    honcho = Path(sys.executable).with_name("honcho")
+    log = tmp_path / "honcho.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([str(honcho), "start", "-f", "Procfile", "web", "worker"], env=env, cwd=ROOT,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def status(path: str = "/healthz", session=requests) -> int | None:
+        try:
+            return session.get(f"{base}{path}", timeout=5).status_code
+        except requests.RequestException:
+            return None
+
+    def worker_alive() -> bool:
+        try:
+            return requests.get(f"{base}/healthz", timeout=5).json()["worker"]["alive"] > 0
+        except (requests.RequestException, ValueError, KeyError):
+            return False
+
+    try:
+        wait_for(lambda: (status() == 200 and worker_alive()) or process.poll() is not None, timeout=90,
+                 message="web and worker up", explain=log.read_text)
+        assert process.poll() is None, log.read_text()
+        listener = http_sign_in(base, "sim-acct-sam")
+        with psycopg.connect(url) as conn:
+            uid = conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+        wait_for(lambda: _last_poll(url), timeout=60, message="the first poll", explain=log.read_text)
+
+        # A web worker process killed: gunicorn's master starts another; answers meanwhile.
+        gunicorns = [p for p in psutil.Process(process.pid).children(recursive=True)
+                     if "wsgi:app" in " ".join(p.cmdline()) and p.name() not in ("sh", "dash", "bash")]
+        master = next(p for p in gunicorns if p.parent().pid not in {g.pid for g in gunicorns})
+        victim = master.children()[0]
+        started = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        answers = [status("/dashboard", listener) for _ in range(20)]
+        def replaced() -> bool:
+            try:
+                return len([c for c in master.children() if c.pid != victim.pid and c.is_running()]) == 2
+            except psutil.Error:
+                return False  # the killed one, while gunicorn reaps it
+
+        wait_for(replaced, timeout=60, message="a new web worker")
+        web_s = time.monotonic() - started
+        assert set(answers) == {200}, answers
+
+        # The database crashes (no checkpoint, as a kill -9 would leave it) and comes back.
+        _pg_ctl(pgdata, "stop", "-m", "immediate")
+        started = time.monotonic()
+        outage = [status("/dashboard", listener) for _ in range(5)]
+        after = freeze(simulator, REFERENCE_MS + 2 * 3_600_000)  # two hours of listening during the outage
+        restart(pgdata)
+        wait_for(lambda: status("/dashboard", listener) == 200, timeout=60, message="pages again")
+        pages_s = time.monotonic() - started
+        with psycopg.connect(url, autocommit=True) as conn:
+            before = conn.execute("SELECT last_success_at FROM archive_state").fetchone()[0]
+            conn.execute("UPDATE archive_state SET next_poll_at = now(), dispatched_at = NULL")
+        wait_for(lambda: (last := _last_poll(url)) and last > before, timeout=90, message="a poll after the crash",
+                 explain=log.read_text)
+        poll_s = time.monotonic() - started
+        with psycopg.connect(url) as conn:
+            have = archived(conn, uid)
+            jobs = _jobs(conn)
+        expected = window(simulator, "sim-acct-sam", after)
+        lost = expected - have
+        print(f"honcho: web worker SIGKILL -> replaced in {web_s:.1f} s, 20 of 20 pages 200 meanwhile; postgres "
+              f"crash -> pages {sorted(set(outage))} during the outage, 200 after {pages_s:.1f} s, polling again "
+              f"after {poll_s:.1f} s; plays lost {len(lost)} of {len(expected)} in Spotify's window; "
+              f"failed jobs {jobs.get('failed', 0)}")
+        assert set(outage) <= {503} and not lost and len(expected) == 50
+        assert process.poll() is None, log.read_text()[-3000:]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+        _pg_ctl(pgdata, "stop", "-m", "fast")
+
+
+def _last_poll(url: str):
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            return conn.execute("SELECT max(last_success_at) FROM archive_state").fetchone()[0]
+    except psycopg.OperationalError:
+        return None
