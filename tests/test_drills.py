@@ -212,7 +212,8 @@ def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_dat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIFY_", "DATABASE_URL", "PORT"))}
     env.update(DATABASE_URL=url, PORT=str(port), WEB_CONCURRENCY="2", SECRET_KEY="drill-" + "k" * 32,
                TOKEN_ENCRYPTION_KEY=Fernet.generate_key().decode(), SPOTIFY_CLIENT_ID=DEMO_CLIENT_ID,
-               SPOTIFY_CLIENT_SECRET=DEMO_CLIENT_SECRET, SPOTIFY_ACCOUNTS_URL=simulator.url, SPOTIFY_API_URL=simulator.url,
+               SPOTIFY_CLIENT_SECRET=DEMO_CLIENT_SECRET, SPOTIFY_ACCOUNTS_URL=simulator.url,
+               SPOTIFY_API_URL=simulator.url,
                SPOTIFY_REDIRECT_URI=f"{base}/auth/callback", WORKER_HEARTBEAT_SECONDS="1",
                AUDIOSPECTIVE_DATA_DIR=str(tmp_path / "var"),
                # gunicorn and audiospective, as the Procfile names them
