@@ -18,7 +18,7 @@ from app.simulator.export import synthetic_history
 from app.stats import queries
 from app.stats.periods import between, resolve
 from app.time import zone
-from conftest import add_users, freeze
+from conftest import add_users, freeze, wait_for
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe",
          "Pacific/Chatham", "America/St_Johns"]
@@ -267,16 +267,14 @@ def test_a_time_zone_change_and_concurrent_plays_never_mix_zones(archive, databa
 
     thread = threading.Thread(target=write)
     thread.start()
-    wait_for_lock = 0
-    while wait_for_lock < 200 and not db_conn.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
-            (writer_pid[0] if writer_pid else 0,)).fetchone():
-        wait_for_lock += 1
-        threading.Event().wait(0.05)
-    assert wait_for_lock < 200, "the writer should wait for the zone change"
-    mover.commit()
-    mover.close()
-    thread.join(timeout=30)
+    try:
+        wait_for(lambda: writer_pid and db_conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'", (writer_pid[0],)).fetchone(),
+            timeout=10, message="the writer waiting for the zone change")
+        mover.commit()
+    finally:  # a failure must not leave the zone change holding its locks over the next tests
+        mover.close()
+        thread.join(timeout=30)
     differences = db_conn.execute("""
         WITH recount AS (SELECT (played_at AT TIME ZONE 'Asia/Kathmandu')::date AS day,
                                 extract(hour FROM played_at AT TIME ZONE 'Asia/Kathmandu') AS hour, count(*) AS plays
@@ -342,7 +340,7 @@ def resolve_tracks(app, track_ids, artists, album, hold=None):
                                 for spotify_id in ids])
         if hold:
             hold[0].set()
-            hold[1].wait(30)
+            wait_for(hold[1].is_set, timeout=30, message="the test's release")
 
 
 def unresolved_tracks(db_conn, uid, n):
@@ -394,37 +392,39 @@ def test_plays_and_a_concurrent_resolution_of_their_track_never_miss_each_other(
               "FROM generate_series(1, 7) n")
 
     def someone_waits_for_a_lock() -> bool:
-        for _ in range(400):
-            if db_conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND wait_event_type = 'Lock'").fetchone():
-                return True
-            threading.Event().wait(0.05)
-        return False
+        wait_for(lambda: db_conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                                         "AND wait_event_type = 'Lock'").fetchone(), timeout=20,
+                 message="a session waiting for a lock")
+        return True
 
     if first == "plays":
         writer = psycopg.connect(database_url)
-        writer.execute(insert, (uid, track))
-        second = threading.Thread(target=resolve_tracks, args=(app, [track], [racer[0]], racer[1]))
-        second.start()
-        assert someone_waits_for_a_lock(), "the resolution should wait for the uncommitted plays"
-        writer.commit()
-        writer.close()
+        try:
+            writer.execute(insert, (uid, track))
+            second = threading.Thread(target=resolve_tracks, args=(app, [track], [racer[0]], racer[1]))
+            second.start()
+            assert someone_waits_for_a_lock(), "the resolution should wait for the uncommitted plays"
+            writer.commit()
+        finally:  # never leave the plays' locks over the next tests
+            writer.close()
         second.join(30)
     else:
         resolved, release = threading.Event(), threading.Event()
         first_thread = threading.Thread(target=resolve_tracks,
                                         args=(app, [track], [racer[0]], racer[1], (resolved, release)))
         first_thread.start()
-        assert resolved.wait(30)
+        try:
+            wait_for(resolved.is_set, timeout=30, message="the resolution made")
 
-        def write():
-            with psycopg.connect(database_url) as writer:
-                writer.execute(insert, (uid, track))
+            def write():
+                with psycopg.connect(database_url) as writer:
+                    writer.execute(insert, (uid, track))
 
-        second = threading.Thread(target=write)
-        second.start()
-        assert someone_waits_for_a_lock(), "the plays should wait for the uncommitted resolution"
-        release.set()
+            second = threading.Thread(target=write)
+            second.start()
+            assert someone_waits_for_a_lock(), "the plays should wait for the uncommitted resolution"
+        finally:
+            release.set()
         first_thread.join(30)
         second.join(30)
     assert_no_drift(db_conn)
