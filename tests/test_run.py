@@ -262,8 +262,12 @@ def test_hostile_names_run_no_script_and_break_no_layout_in_a_real_browser(runni
 
     names = [*HOSTILE, "\u202eevil\u202c \u200bzero\u200dwidth", "W" * 300]
     now_ms = requests.get(f"{running.simulator_url}/_sim/clock", timeout=10).json()["now_ms"]
-    rows = [{"endTime": time.strftime("%Y-%m-%d %H:%M", time.gmtime((now_ms - (n + 2) * 3_600_000) / 1000)),
-             "artistName": name, "trackName": name, "msPlayed": 200_000} for n, name in enumerate(names)]
+    # Forty plays of each, a minute apart and the latest of all: the names top the charts and
+    # fill the first page of history whatever else this listener has played.
+    rows = [{"endTime": time.strftime("%Y-%m-%d %H:%M", time.gmtime((now_ms - (k * len(names) + n + 1) * 60_000)
+                                                                      / 1000)),
+             "artistName": name, "trackName": name, "msPlayed": 200_000}
+            for k in range(40) for n, name in enumerate(names)]
     export = tmp_path / "hostile.zip"
     with zipfile.ZipFile(export, "w") as archive:
         archive.writestr("Spotify Account Data/StreamingHistory_music_0.json", json.dumps(rows))
@@ -278,7 +282,7 @@ def test_hostile_names_run_no_script_and_break_no_layout_in_a_real_browser(runni
     imported = cli("import", "--user", "sim-acct-sam", str(export), env={
         "AUDIOSPECTIVE_DATA_DIR": str(running.data_dir), "SPOTIFY_ACCOUNTS_URL": running.simulator_url,
         "SPOTIFY_API_URL": running.simulator_url})
-    assert imported.returncode == 0 and f"Imported {len(names)} of {len(names)} rows" in imported.stdout, \
+    assert imported.returncode == 0 and f"Imported {len(rows)} of {len(rows)} rows" in imported.stdout, \
         imported.stdout + imported.stderr
 
     def visit(path: str) -> str:
