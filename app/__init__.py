@@ -66,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
 
     from . import auth, errors, healthz, metrics
     from .account import routes as account
+    from .api import routes as api
     from .email import routes as mail
     from .exports import routes as exports
     from .admin import routes as admin
@@ -93,6 +94,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     stats_routes.init_app(app)
     app.register_blueprint(healthz.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(api.bp)
     return app
 
 

@@ -487,6 +487,22 @@ class AdminAudit(Base):
     details: Mapped[dict | None] = mapped_column(pg.JSONB)
 
 
+class ApiToken(Base):
+    """A token for the ListenBrainz-compatible API (app/api): its SHA-256 digest only; the
+    token itself is shown once, when it is made."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(sa.Text, unique=True)
+    hint: Mapped[str] = mapped_column(sa.Text)  # its last characters, to tell tokens apart in Settings
+    label: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 class AlertIncident(Base):
     """A time collection was at risk for a user (app/alerts): at most three mails, at 0 h,
     48 h and 120 h, until it is resolved; a new incident starts a new series."""

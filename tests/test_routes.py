@@ -13,6 +13,7 @@ from conftest import csrf_token, sign_in
 from test_exports import RAW_HTML, archive, export_bytes  # noqa: F401 - the fixture is shared
 
 from app.account.addresses import change_email
+from app.api.tokens import create as create_api_token
 from app.email.outbox import mail_context
 from app.models import User
 from app.shares.service import create_share
@@ -20,13 +21,15 @@ from app.stats.periods import resolve
 from app.time import zone
 
 # public: anyone; user: the signed-in person's own things; admin: admins only (404 else);
-# capability: public, but only with a secret in the URL (a share, a signed link).
+# capability: public, but only with a secret in the URL or a header (a share, a signed link, an API token).
 CLASSES = {
     "public": {"public.landing", "health.healthz", "static", "auth.login", "auth.callback", "membership.index",
                "membership.join", "membership.joined", "account.goodbye"},
-    "capability": {"shares.public", "metrics.metrics", "membership.confirm", "membership.leave", "membership.accept_invite",
+    "capability": {"shares.public", "metrics.metrics", "api.validate_token", "membership.confirm", "membership.leave",
+                   "membership.accept_invite",
                    "alerts.turn_off", "account.confirm_email_link"},
-    "user": {"account.alerts", "account.collection", "account.delete", "account.detect_timezone", "account.email",
+    "user": {"api.tokens_page", "api.revoke", "account.alerts", "account.collection", "account.delete",
+             "account.detect_timezone", "account.email",
              "account.settings", "account.sign_out_everywhere", "auth.logout", "exports.delete", "exports.download",
              "exports.index", "exports.request_export", "exports.retry", "exports.row", "imports.index",
              "imports.progress", "imports.show", "imports.upload", "mail.html_part", "mail.message", "mail.outbox",
@@ -43,7 +46,7 @@ ENDS_SESSION = {"auth.logout", "account.sign_out_everywhere", "account.delete"}
 # Every query parameter and form field the app reads, fuzzed on every route.
 FIELDS = ("period", "from", "to", "rank", "rank_by", "q", "date", "cursor", "t", "reauthorise", "member", "full",
           "format", "rule", "email", "timezone", "action", "confirm", "panels", "expiry", "show_name", "alerts",
-          "plan", "role", "cap", "next")
+          "plan", "role", "cap", "next", "label", "token")
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 MARKER = "名前"  # a track name only Sam's archive holds (test_exports.HOSTILE)
 SAM_EMAIL = "sam-private@example.org"
@@ -82,11 +85,13 @@ def world(app, archive, client, db_conn):  # noqa: F811
         share = create_share(session, user, resolve("all", zone("UTC"), app.extensions["clock"]()), ["totals", "top-tracks"],
                              rank_by="plays", show_name=False, expiry="never", now=app.extensions["clock"]())
         share_id = share.id
+        _, api_token = create_api_token(session, user, "Sam's player", now=app.extensions["clock"]())
+        token_id = api_token.id
     ids = {
         "import_id": db_conn.execute("SELECT id FROM imports WHERE user_id = %s", (sam,)).fetchone()[0],
         "export_id": db_conn.execute("SELECT id FROM exports WHERE user_id = %s", (sam,)).fetchone()[0],
         "message_id": db_conn.execute("SELECT id FROM outbox WHERE user_id = %s", (sam,)).fetchone()[0],
-        "share_id": share_id,
+        "share_id": share_id, "token_id": token_id,
         "entity_id": db_conn.execute("SELECT id FROM tracks WHERE name LIKE %s", (f"%{MARKER}%",)).fetchone()[0],
         "user_id": sam, "entry_id": 1, "job_id": 1, "name": "totals", "kind": "track", "filename": "app.css",
         "token": "x" * 32,
@@ -110,6 +115,7 @@ def fingerprint(db_conn, user_id: int) -> tuple:
         "SELECT id, status FROM exports WHERE user_id = %s ORDER BY id",
         "SELECT id, status FROM imports WHERE user_id = %s ORDER BY id",
         "SELECT id, revoked_at FROM shares WHERE user_id = %s ORDER BY id",
+        "SELECT id, revoked_at FROM api_tokens WHERE user_id = %s ORDER BY id",
         "SELECT count(*) FROM outbox WHERE user_id = %s",
         "SELECT count(*) FROM user_sessions WHERE user_id = %s AND ended_at IS NULL",
         "SELECT count(*) FROM plays WHERE user_id = %s",

@@ -135,3 +135,34 @@ def users_resume(user_ref: str) -> None:
     from .leaving import resume_archiving
 
     _change_user(user_ref, lambda session, user: resume_archiving(session, user, now=now()), "collection resumed")
+
+
+@users.command("token")
+@click.argument("user_ref", metavar="[USER]", required=False)
+@click.option("--spotify-id", "spotify_id", help="The user's Spotify account id (instead of USER).")
+@click.option("--label", default="command line", show_default=True, help="What the token is for.")
+def users_token(user_ref: str | None, spotify_id: str | None, label: str) -> None:
+    """Make a new API token for USER (for scrobblers and scripts using the
+    ListenBrainz-compatible API) and print it. It is shown only this once."""
+    from .. import create_app
+    from ..api.tokens import TokenError, create
+    import sqlalchemy as sa
+
+    from ..db import get_database
+    from ..models import User
+    from ..time import now
+
+    if bool(user_ref) == bool(spotify_id):
+        raise click.UsageError("name the user: USER or --spotify-id ID")
+    with get_database(create_app(require_spotify=False)).session() as session:
+        if spotify_id:  # exactly that account id, even one made of digits
+            user = session.scalar(sa.select(User).where(User.spotify_id == spotify_id))
+            if user is None:
+                raise click.ClickException(f"no user with Spotify id {spotify_id!r} (see `audiospective users list`)")
+        else:
+            user = user_or_fail(session, user_ref)
+        try:
+            token, _ = create(session, user, label, now=now())
+        except TokenError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(token)

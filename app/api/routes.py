@@ -1,0 +1,69 @@
+"""The ListenBrainz-compatible API under /1/ (token-authenticated: no cookies, no CSRF)
+and the Settings page where people make and revoke their tokens."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..db import get_session
+from ..time import now
+from . import tokens
+
+bp = Blueprint("api", __name__)
+
+
+def lb_error(code: int, message: str):
+    """An error in ListenBrainz's shape: {"code": …, "error": …}."""
+    return jsonify({"code": code, "error": message}), code
+
+
+def presented_token() -> str | None:
+    """The token as ListenBrainz's clients send it: `Authorization: Token <token>` (or,
+    for validate-token, ?token=)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "token" and value.strip():
+        return value.strip()
+    return request.args.get("token") or None
+
+
+@bp.get("/1/validate-token")
+def validate_token():
+    token = presented_token()
+    if token is None:
+        return lb_error(400, "You need to provide an Authorization token.")
+    session = get_session()
+    user = tokens.user_for(session, token, now=now())
+    session.commit()  # last_used_at
+    if user is None:
+        return jsonify({"code": 200, "message": "Token invalid.", "valid": False})
+    return jsonify({"code": 200, "message": "Token valid.", "valid": True, "user_name": user.spotify_id})
+
+
+@bp.route("/settings/api", methods=["GET", "POST"])
+@login_required
+def tokens_page():
+    session = get_session()
+    made, error = None, None
+    if request.method == "POST":
+        try:
+            made, _ = tokens.create(session, current_user, request.form.get("label", ""), now=now())
+            session.commit()
+        except tokens.TokenError as exc:
+            error = str(exc)
+    # The new token is in this response only: never in a redirect, the session or a log.
+    response = render_template("api/tokens.html", tokens=tokens.listed(session, current_user.id), made=made,
+                               error=error, api_root=request.host_url.rstrip("/"))
+    return response, 400 if error else 200, {"Cache-Control": "no-store"}
+
+
+@bp.post("/settings/api/<id:token_id>/revoke")
+@login_required
+def revoke(token_id: int):
+    session = get_session()
+    if not tokens.revoke(session, current_user.id, token_id, now=now()):
+        abort(404)
+    session.commit()
+    flash("Token revoked: clients using it are refused from now on.", "info")
+    return redirect(url_for("api.tokens_page"), code=303)

@@ -1,0 +1,90 @@
+"""The ListenBrainz-compatible API's tokens: made in Settings (shown once, stored as a
+digest) or by `audiospective users token`, checked by ListenBrainz's own Python client
+(liblistenbrainz) over real HTTP, refused once revoked exactly as ListenBrainz refuses."""
+
+from __future__ import annotations
+
+import re
+
+import liblistenbrainz
+import pytest
+import requests
+from liblistenbrainz.errors import InvalidAuthTokenException
+
+from conftest import ServerThread, app_environ, cli, csrf_token, sign_in
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+@pytest.fixture
+def server(app):
+    server = ServerThread(app)
+    yield server
+    server.stop()
+
+
+def lb_client(server) -> liblistenbrainz.ListenBrainz:
+    client = liblistenbrainz.ListenBrainz()
+    client.api_base_url = server.url  # this server's root, as a scrobbler's setting would be
+    return client
+
+
+def test_a_token_made_in_settings_is_shown_once_works_and_stops_when_revoked(app, client, db_conn, server):
+    sign_in(client, "sim-acct-sam")
+    assert "No tokens yet" in client.get("/settings/api").get_data(as_text=True)
+    made = client.post("/settings/api", data={"label": "  Navidrome   at home ", "csrf_token": csrf_token(client,
+                                                                                                  "/settings/api")})
+    page = made.get_data(as_text=True)
+    token = re.search(f"<code class=\"token\">({UUID})</code>", page).group(1)
+    assert made.status_code == 200 and made.headers["Cache-Control"] == "no-store"
+    digest, hint, label = db_conn.execute("SELECT digest, hint, label FROM api_tokens").fetchone()
+    assert token not in digest and hint == token[-4:] and label == "Navidrome at home"
+    again = client.get("/settings/api").get_data(as_text=True)
+    assert token not in again and f"…{hint}" in again and "never" in again
+
+    lb = lb_client(server)
+    lb.set_auth_token(token)  # liblistenbrainz checks it with GET /1/validate-token
+    answer = requests.get(f"{server.url}/1/validate-token", headers={"Authorization": f"Token {token}"}, timeout=10)
+    assert answer.json() == {"code": 200, "message": "Token valid.", "valid": True, "user_name": "sim-acct-sam"}
+    assert "never" not in client.get("/settings/api").get_data(as_text=True)  # last used: now
+
+    token_id = db_conn.execute("SELECT id FROM api_tokens").fetchone()[0]
+    revoked = client.post(f"/settings/api/{token_id}/revoke", data={"csrf_token": csrf_token(client, "/settings/api")})
+    assert revoked.status_code == 303
+    with pytest.raises(InvalidAuthTokenException):
+        lb_client(server).set_auth_token(token)
+    answer = requests.get(f"{server.url}/1/validate-token", params={"token": token}, timeout=10)
+    assert answer.status_code == 200 and answer.json() == {"code": 200, "message": "Token invalid.", "valid": False}
+    assert "revoked" in client.get("/settings/api").get_data(as_text=True)
+
+
+def test_nobody_revokes_another_persons_token_and_no_token_is_a_listenbrainz_error(app, client, db_conn, server):
+    sign_in(client, "sim-acct-sam")
+    client.post("/settings/api", data={"label": "mine", "csrf_token": csrf_token(client, "/settings/api")})
+    token_id = db_conn.execute("SELECT id FROM api_tokens").fetchone()[0]
+    riley = app.test_client()
+    sign_in(riley, "sim-acct-riley")
+    refused = riley.post(f"/settings/api/{token_id}/revoke", data={"csrf_token": csrf_token(riley, "/settings")})
+    assert refused.status_code == 404 and db_conn.execute("SELECT revoked_at FROM api_tokens").fetchone()[0] is None
+    assert "mine" not in riley.get("/settings/api").get_data(as_text=True)
+    missing = requests.get(f"{server.url}/1/validate-token", timeout=10)
+    assert missing.status_code == 400 and missing.json() == {
+        "code": 400, "error": "You need to provide an Authorization token."}
+    for junk in ("Token ", "Bearer abc", "Token " + "x" * 5000, "Token \udcff"):
+        answer = requests.get(f"{server.url}/1/validate-token",
+                              headers={"Authorization": junk.encode("utf-8", "surrogateescape")}, timeout=10)
+        assert answer.status_code in (200, 400) and answer.json().get("valid") is not True
+
+
+def test_the_command_prints_a_token_for_operators(app, simulator, database_url, db_conn, server):
+    sign_in(app.test_client(), "sim-acct-sam")
+    env = app_environ(database_url, simulator.url)
+    env["TOKEN_ENCRYPTION_KEY"] = app.config["SETTINGS"].token_encryption_keys[0]
+    made = cli("users", "token", "--spotify-id", "sim-acct-sam", "--label", "backfill script", env=env)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert re.fullmatch(UUID, token)
+    lb_client(server).set_auth_token(token)
+    assert db_conn.execute("SELECT label FROM api_tokens").fetchone()[0] == "backfill script"
+    unknown = cli("users", "token", "--spotify-id", "nobody-here", env=env)
+    assert unknown.returncode == 1 and "no user with Spotify id 'nobody-here'" in unknown.stderr
