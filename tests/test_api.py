@@ -11,7 +11,7 @@ import pytest
 import requests
 from liblistenbrainz.errors import InvalidAuthTokenException
 
-from conftest import ServerThread, app_environ, cli, csrf_token, sign_in
+from conftest import ServerThread, add_users, app_environ, cli, csrf_token, sign_in
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -88,3 +88,70 @@ def test_the_command_prints_a_token_for_operators(app, simulator, database_url, 
     assert db_conn.execute("SELECT label FROM api_tokens").fetchone()[0] == "backfill script"
     unknown = cli("users", "token", "--spotify-id", "nobody-here", env=env)
     assert unknown.returncode == 1 and "no user with Spotify id 'nobody-here'" in unknown.stderr
+
+
+def test_listens_read_back_as_listenbrainz_gives_them(app, client, db_conn, server, importer, simulator):
+    """Ten imported plays read back through liblistenbrainz: newest first, listened_at the
+    START of each play (Spotify's stamp less what was played), names, album, Spotify link
+    and length; max_ts and min_ts windows; the count; private to their owner."""
+    from liblistenbrainz.errors import ListenBrainzAPIException
+    from test_import_shapes import extended, zipped
+
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    rows = [extended(f"2025-03-0{1 + n // 5}T1{n % 5}:00:00Z", f"Song {n}", "Band", f"spotify:track:{n:022d}",
+                     ms=120_000 + n * 1_000) for n in range(10)]
+    assert importer(uid, {"my_spotify_data.zip": zipped({"Streaming_History_Audio_2025.json": rows})}).status == "done"
+    token, _ = _token_for(app, "sim-acct-sam")
+    lb = lb_client(server)
+    lb.set_auth_token(token)
+
+    newest = lb.get_listens("sim-acct-sam", count=3)
+    ends = sorted((_epoch(r["ts"]), r) for r in rows)[::-1]
+    assert [listen.listened_at for listen in newest] == [end - r["ms_played"] // 1000 for end, r in ends[:3]]
+    first = newest[0]
+    assert (first.track_name, first.artist_name, first.release_name) == ("Song 9", "Band", "Album")
+    assert first.spotify_id == f"https://open.spotify.com/track/{9:022d}"
+    assert first.additional_info["duration_ms"] == 129_000
+    every = lb.get_listens("sim-acct-sam", count=100)
+    assert len(every) == 10 and lb.get_user_listen_count("sim-acct-sam") == 10
+    middle = every[4].listened_at
+    before = lb.get_listens("sim-acct-sam", max_ts=middle)
+    after = lb.get_listens("sim-acct-sam", min_ts=middle)
+    assert [x.listened_at for x in before] == [x.listened_at for x in every[5:]]
+    assert [x.listened_at for x in after] == [x.listened_at for x in every[:4]]
+    with pytest.raises(ListenBrainzAPIException) as both:
+        lb.get_listens("sim-acct-sam", max_ts=middle, min_ts=middle)
+    assert both.value.status_code == 400 and both.value.message == "You may only specify max_ts or min_ts, not both."
+    assert requests.get(f"{server.url}/1/user/sim-acct-sam/playing-now", headers={"Authorization": f"Token {token}"},
+                        timeout=10).json()["payload"] == {"count": 0, "listens": [], "playing_now": True,
+                                                          "user_id": "sim-acct-sam"}
+
+    # Private: not without a token, not with another person's, not with an unknown one.
+    add_users(app, simulator, ["sim-acct-riley"])
+    other, _ = _token_for(app, "sim-acct-riley")
+    for headers in ({}, {"Authorization": f"Token {other}"}, {"Authorization": "Token " + "0" * 36}):
+        for path in ("listens", "listen-count", "playing-now"):
+            answer = requests.get(f"{server.url}/1/user/sim-acct-sam/{path}", headers=headers, timeout=10)
+            assert answer.status_code == 404
+            assert answer.json() == {"code": 404, "error": "Cannot find user: sim-acct-sam"}
+    for bad in ("count=-1", "max_ts=abc", "min_ts=99999999999", "count=1e9"):
+        answer = requests.get(f"{server.url}/1/user/sim-acct-sam/listens?{bad}",
+                              headers={"Authorization": f"Token {token}"}, timeout=10)
+        assert answer.status_code == 400 and answer.json()["code"] == 400, bad
+
+
+def _token_for(app, spotify_id: str):
+    from app.api.tokens import create
+    from app.models import User
+
+    with app.extensions["database"].session() as session:
+        user = session.query(User).filter_by(spotify_id=spotify_id).one()
+        token, row = create(session, user, "test", now=app.extensions["clock"]())
+        return token, row.id
+
+
+def _epoch(ts: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())

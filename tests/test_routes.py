@@ -25,7 +25,8 @@ from app.time import zone
 CLASSES = {
     "public": {"public.landing", "health.healthz", "static", "auth.login", "auth.callback", "membership.index",
                "membership.join", "membership.joined", "account.goodbye"},
-    "capability": {"shares.public", "metrics.metrics", "api.validate_token", "membership.confirm", "membership.leave",
+    "capability": {"shares.public", "metrics.metrics", "api.validate_token", "api.user_listens",
+                   "api.listen_count", "api.playing_now", "membership.confirm", "membership.leave",
                    "membership.accept_invite",
                    "alerts.turn_off", "account.confirm_email_link"},
     "user": {"api.tokens_page", "api.revoke", "account.alerts", "account.collection", "account.delete",
@@ -46,7 +47,7 @@ ENDS_SESSION = {"auth.logout", "account.sign_out_everywhere", "account.delete"}
 # Every query parameter and form field the app reads, fuzzed on every route.
 FIELDS = ("period", "from", "to", "rank", "rank_by", "q", "date", "cursor", "t", "reauthorise", "member", "full",
           "format", "rule", "email", "timezone", "action", "confirm", "panels", "expiry", "show_name", "alerts",
-          "plan", "role", "cap", "next", "label", "token")
+          "plan", "role", "cap", "next", "label", "token", "count", "min_ts", "max_ts")
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 MARKER = "名前"  # a track name only Sam's archive holds (test_exports.HOSTILE)
 SAM_EMAIL = "sam-private@example.org"

@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 
 from ..db import get_session
 from ..time import now
-from . import tokens
+from . import listens, tokens
 
 bp = Blueprint("api", __name__)
 
@@ -18,19 +18,19 @@ def lb_error(code: int, message: str):
     return jsonify({"code": code, "error": message}), code
 
 
-def presented_token() -> str | None:
+def presented_token(*, in_query: bool = False) -> str | None:
     """The token as ListenBrainz's clients send it: `Authorization: Token <token>` (or,
-    for validate-token, ?token=)."""
+    for validate-token only, ?token=)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "token" and value.strip():
         return value.strip()
-    return request.args.get("token") or None
+    return (request.args.get("token") or None) if in_query else None
 
 
 @bp.get("/1/validate-token")
 def validate_token():
-    token = presented_token()
+    token = presented_token(in_query=True)
     if token is None:
         return lb_error(400, "You need to provide an Authorization token.")
     session = get_session()
@@ -39,6 +39,50 @@ def validate_token():
     if user is None:
         return jsonify({"code": 200, "message": "Token invalid.", "valid": False})
     return jsonify({"code": 200, "message": "Token valid.", "valid": True, "user_name": user.spotify_id})
+
+
+def _readable(name: str):
+    """(the user whose listens `name` names, or an error response): listens are private,
+    so only their owner's token reads them; anyone else meets ListenBrainz's 404."""
+    session = get_session()
+    reader = tokens.user_for(session, presented_token(), now=now())
+    user = None if "\x00" in name or len(name) > 200 else listens.owner(session, name, reader)
+    session.commit()  # the token's last use
+    if user is None:
+        return None, lb_error(404, f"Cannot find user: {name}")
+    return user, None
+
+
+@bp.get("/1/user/<name>/listens")
+def user_listens(name: str):
+    try:
+        win = listens.window(request.args)
+    except listens.QueryError as exc:
+        return lb_error(400, str(exc))
+    user, error = _readable(name)
+    if error:
+        return error
+    session = get_session()
+    items = listens.listens(session, user, win)
+    return jsonify({"payload": {"count": len(items), "latest_listen_ts": listens.latest_ts(session, user),
+                                "listens": items, "user_id": user.spotify_id}})
+
+
+@bp.get("/1/user/<name>/listen-count")
+def listen_count(name: str):
+    user, error = _readable(name)
+    if error:
+        return error
+    return jsonify({"payload": {"count": listens.listen_count(get_session(), user)}})
+
+
+@bp.get("/1/user/<name>/playing-now")
+def playing_now(name: str):
+    """Nothing is playing until players can say so (submit-listens' playing_now)."""
+    user, error = _readable(name)
+    if error:
+        return error
+    return jsonify({"payload": {"count": 0, "listens": [], "playing_now": True, "user_id": user.spotify_id}})
 
 
 @bp.route("/settings/api", methods=["GET", "POST"])
