@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, g, render_template, request
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -18,6 +18,7 @@ from .db import DATABASE_UNAVAILABLE
 log = logging.getLogger(__name__)
 bp = Blueprint("errors", __name__)
 
+API_PREFIX = "/1/"  # the ListenBrainz-compatible API (app/api)
 MESSAGES = {
     404: ("Page not found", "There is nothing at this address."),
     405: ("Not allowed", "That action cannot be done from here."),
@@ -27,6 +28,8 @@ MESSAGES = {
 
 def problem(title: str, message: str, *, status: int, action: tuple[str, str] | None = None):
     """A friendly page, or fragment for HTMX, explaining what went wrong; (body, status)."""
+    if request.path.startswith(API_PREFIX):  # ListenBrainz's clients read its error shape
+        return jsonify({"code": status, "error": message or title}), status
     template = "errors/_problem.html" if getattr(request, "htmx", False) else "errors/problem.html"
     return render_template(template, title=title, message=message, action=action), status
 

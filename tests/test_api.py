@@ -155,3 +155,16 @@ def _epoch(ts: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
+
+
+def test_hostile_user_names_and_tokens_get_listenbrainz_errors_never_a_500(client):
+    """Under /1/ every error is ListenBrainz's JSON shape, a path no route matches included."""
+    sign_in(client, "sim-acct-sam")
+    for name in ("%00", "a%00b", "x" * 5000, "%ED%A0%80", "%F0%9F%8E%A7", "..%2F..", "' OR 1=1 --", "%25", "\u202e"):
+        for path in ("listens", "listen-count", "playing-now"):
+            for headers in ({}, {"Authorization": "Token abc"}):
+                answer = client.get(f"/1/user/{name}/{path}?count=10&max_ts=5", headers=headers)
+                assert answer.status_code in (400, 404) and "error" in answer.get_json(), (name, path)
+    for query in ("token=%00", "token=" + "%ED%A0%80" * 50, "token=" + "a" * 100_000):
+        answer = client.get(f"/1/validate-token?{query}")
+        assert answer.status_code in (200, 400) and answer.get_json().get("valid") is not True, query
