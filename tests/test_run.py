@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from app.config import ROOT
-from conftest import RunningApp, cli
+from conftest import RunningApp, cli, wait_for
 
 SCREENSHOTS = ROOT / "test-artifacts"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"  # committed: the README shows them
@@ -38,6 +38,8 @@ def test_run_serves_healthz_with_a_worker_within_a_minute(running):
             break
         time.sleep(0.5)
     assert health["status"] == "ok" and health["database"] == "ok" and health["worker"]["alive"] == 1
+    # `run` prints its banner after its own /healthz check, which may come after ours.
+    wait_for(lambda: "Press Ctrl-C to stop." in running.output(), timeout=30, message="the run banner")
     assert f"Audiospective is running: {running.url}" in running.output()
     assert "Database: embedded Postgres in" in running.output()
 
