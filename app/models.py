@@ -56,6 +56,7 @@ class PlaySource(enum.IntEnum):
     poll = 1  # recently-played API
     extended_history = 2  # Streaming_History_Audio_*.json / endsong_*.json
     account_data = 3  # StreamingHistory_music_*.json (names only, minute precision)
+    listen = 4  # a scrobbler, through the ListenBrainz-compatible API (stamped at its start; plays.client_id)
 
 
 def _values(enum_cls) -> str:
@@ -247,7 +248,7 @@ class Track(CatalogueItem, Base):
     album_id: Mapped[int | None] = mapped_column(sa.ForeignKey("albums.id"), index=True)
     duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
     explicit: Mapped[bool | None] = mapped_column(sa.Boolean)
-    isrc: Mapped[str | None] = mapped_column(sa.Text)
+    isrc: Mapped[str | None] = mapped_column(sa.Text, index=True)
     # For name-only rows (account-data imports): the artist as the export names it.
     artist_name: Mapped[str | None] = mapped_column(sa.Text)
 
@@ -278,6 +279,7 @@ class Play(Base):
     track_id: Mapped[int] = mapped_column(sa.Integer)  # tracks.id
     ms_played: Mapped[int | None] = mapped_column(sa.Integer)
     source: Mapped[int] = mapped_column(sa.SmallInteger)
+    client_id: Mapped[int | None] = mapped_column(sa.SmallInteger)  # play_clients.id, for listens
 
     __table_args__ = (sa.PrimaryKeyConstraint("user_id", "played_at", "track_id", name="pk_plays"),)
 
@@ -671,3 +673,61 @@ class ArchiveVersion(Base):
 
     user_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     version: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class PlayClient(Base):
+    """A program that submitted listens ("Web Scrobbler", "Pano Scrobbler", …): plays
+    name theirs by this small id, so a name is stored once, not once per play."""
+
+    __tablename__ = "play_clients"
+
+    id: Mapped[int] = mapped_column(sa.SmallInteger, sa.Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, unique=True)
+
+
+class ListenInbox(Base):
+    """Listens accepted by the API and not yet merged into plays (app/api/ingest.py): the
+    request answers at once, a worker job merges them set-based, as imports are."""
+
+    __tablename__ = "listen_inbox"
+    __table_args__ = (sa.Index("ix_listen_inbox_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    listened_at: Mapped[int] = mapped_column(sa.BigInteger)  # Unix seconds: the play's start
+    track_name: Mapped[str] = mapped_column(sa.Text)
+    artist_name: Mapped[str] = mapped_column(sa.Text)
+    release_name: Mapped[str | None] = mapped_column(sa.Text)
+    spotify_id: Mapped[str | None] = mapped_column(sa.Text)
+    isrc: Mapped[str | None] = mapped_column(sa.Text)
+    duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    received_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ListenLengths(Base):
+    """The longest listen a user's archive holds, and whether one has no known length:
+    how wide matching (app/matching.py) must look around a play. Only grows."""
+
+    __tablename__ = "listen_lengths"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    longest_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    unknown_length: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+
+
+class PlayingNow(Base):
+    """What a player says is playing now (submit-listens' playing_now): shown until it
+    expires, never a play."""
+
+    __tablename__ = "playing_now"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    track_name: Mapped[str] = mapped_column(sa.Text)
+    artist_name: Mapped[str] = mapped_column(sa.Text)
+    release_name: Mapped[str | None] = mapped_column(sa.Text)
+    client: Mapped[str | None] = mapped_column(sa.Text)
+    spotify_id: Mapped[str | None] = mapped_column(sa.Text)
+    duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)

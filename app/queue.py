@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import procrastinate
+import procrastinate.exceptions
 import procrastinate.manager
 import procrastinate.tasks
 from flask import Flask
@@ -36,7 +37,8 @@ from .db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports", "jobs.exports", "jobs.mail", "jobs.membership"]
+TASK_MODULES = ["jobs.maintenance", "jobs.archival", "jobs.imports", "jobs.exports", "jobs.mail", "jobs.membership",
+                "jobs.listens"]
 RECONNECT_MAX_S = 30  # a worker that lost the database tries again at least this often
 
 # Poll jobs run first: a late poll can lose plays for good. Enrichment runs last.
@@ -69,6 +71,11 @@ ENRICH_BATCH = Task("jobs.archival.enrich_batch", "enrichment", ENRICH_PRIORITY)
 IMPORT = Task("jobs.imports.import_export", "imports", retry=DATABASE_RETRY)
 EXPORT = Task("jobs.exports.write_export", "exports", retry=DATABASE_RETRY)
 DELIVER_MAIL = Task("jobs.mail.deliver_mail", "mail", 5)
+# Listens submitted through the API, merged per user (app/api/ingest.py); right after polls.
+MERGE_LISTENS = Task("jobs.listens.merge_listens", "listens", 5, retry=DATABASE_RETRY)
+
+# Deferring with a `queueing_lock` when a job with that lock is already waiting.
+AlreadyEnqueued = procrastinate.exceptions.AlreadyEnqueued
 
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=TASK_MODULES)
 

@@ -24,7 +24,7 @@ from flask_wtf.csrf import CSRFProtect
 from htmx_flask.requests import HtmxAwareRequest
 
 from .config import Settings
-from .errors import problem
+from .errors import API_PREFIX, problem
 from .images import image_origins
 
 csrf = CSRFProtect()
@@ -50,7 +50,7 @@ class LimitedRequest(HtmxAwareRequest):
     bigger limit (`BODY_LIMITS`, endpoint -> config key). Decided when the body is parsed,
     which is before any view runs (the CSRF check reads the form first)."""
 
-    BODY_LIMITS = {"imports.upload": "IMPORT_MAX_UPLOAD_BYTES"}
+    BODY_LIMITS = {"imports.upload": "IMPORT_MAX_UPLOAD_BYTES", "api.submit_listens": "API_MAX_BODY_BYTES"}
 
     @property
     def max_content_length(self) -> int | None:
@@ -87,9 +87,18 @@ def cross_site(req) -> bool:
     return urlsplit(origin).netloc.lower() != req.host.lower()
 
 
+def token_authenticated(req) -> bool:
+    """The ListenBrainz-compatible API (/1/): its clients send a token, never a cookie, so a
+    page of another site cannot act with a visitor's session there; players that are web
+    pages or browser extensions (web-scrobbler) call it from other origins by design."""
+    return req.path.startswith(API_PREFIX)
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     app.request_class = LimitedRequest
     app.config["IMPORT_MAX_UPLOAD_BYTES"] = settings.import_max_upload_bytes
+    # ListenBrainz's own: 1,000 listens of 10,240 bytes (app/api/submit.py), and room for the envelope.
+    app.config["API_MAX_BODY_BYTES"] = 1000 * 10240 + 64 * 1024
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's lifetime
 
     @app.before_request
@@ -104,6 +113,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     def refuse_unusable_input():
         """NUL cannot be stored in or compared with Postgres text: whatever route a NUL is
         sent to, it is the sender's mistake (or probe), answered before any view runs."""
+        if token_authenticated(request):
+            return None  # its JSON body is its own to check (and must not be read as a form)
         fields = request.args if request.method not in UNSAFE_METHODS else request.values
         if any("\x00" in key or any("\x00" in value for value in fields.getlist(key)) for key in fields):
             return problem("That request cannot be used",
@@ -113,7 +124,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     # token gets the expired-form page, one with a good token this.
     @app.before_request
     def refuse_cross_site_changes():
-        if request.method in UNSAFE_METHODS and cross_site(request):
+        if request.method in UNSAFE_METHODS and cross_site(request) and not token_authenticated(request):
             return problem("This request came from another site",
                            "For your safety, changes can only be made from Audiospective's own pages. "
                            "Go back to Audiospective and try again there.", status=403)

@@ -41,7 +41,7 @@ APP_TABLES = ("users", "spotify_tokens", "archive_state", "artists", "albums", "
               "plays", "gaps", "app_flags", "imports", "import_chunks", "listening_hours", "track_months",
               "track_years", "track_totals", "artist_months", "artist_years", "artist_totals", "album_months",
               "album_years", "album_totals", "listening_sessions", "archive_versions", "user_sessions", "exports",
-              "export_chunks", "outbox", "shares", "waitlist", "rate_limits", "alert_incidents", "admin_audit")
+              "export_chunks", "outbox", "shares", "waitlist", "rate_limits", "alert_incidents", "admin_audit", "play_clients")
 QUEUE_TABLES = ("procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers",
                 "procrastinate_workers")
 

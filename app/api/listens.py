@@ -17,7 +17,7 @@ DEFAULT_COUNT = 25  # ListenBrainz's DEFAULT_ITEMS_PER_GET
 MAX_COUNT = 1000  # its MAX_ITEMS_PER_GET
 MAX_TS = 2**31 - 1  # Unix seconds Postgres and clients agree on
 SOURCES = {PlaySource.poll: "Spotify (recently played)", PlaySource.extended_history: "Spotify export",
-           PlaySource.account_data: "Spotify account data"}
+           PlaySource.account_data: "Spotify account data", PlaySource.listen: "ListenBrainz API"}
 
 
 class QueryError(ValueError):
@@ -60,15 +60,19 @@ def owner(session: Session, name: str, reader: User | None) -> User | None:
     return user
 
 
+# What was played: a listen of unknown length is stored at its start (0), a Spotify play
+# without ms_played (polled) lasted its track.
+_LENGTH = f"coalesce(p.ms_played, CASE WHEN p.source = {int(PlaySource.listen)} THEN 0 ELSE t.duration_ms END, 0)"
 _LISTENS = """
     WITH recent AS (
-        SELECT p.played_at, p.ms_played, p.source, p.track_id,
-               p.played_at - make_interval(secs => coalesce(p.ms_played, t.duration_ms, 0) / 1000.0) AS started
+        SELECT p.played_at, p.ms_played, p.source, p.track_id, p.client_id,
+               p.played_at - make_interval(secs => {length} / 1000.0) AS started
           FROM plays p JOIN tracks t ON t.id = p.track_id
          WHERE p.user_id = :uid {bounds}
          ORDER BY p.played_at {order} LIMIT :count
     )
     SELECT floor(extract(epoch FROM r.started))::bigint AS listened_at, r.played_at, r.ms_played, r.source,
+           (SELECT name FROM play_clients WHERE id = r.client_id) AS client,
            t.name AS track, t.spotify_id, t.isrc, t.duration_ms, al.name AS album,
            coalesce((SELECT string_agg(a.name, ', ' ORDER BY ta.position) FROM track_artists ta
                       JOIN artists a ON a.id = ta.artist_id WHERE ta.track_id = t.id), t.artist_name, '') AS artists
@@ -77,9 +81,10 @@ _LISTENS = """
 """
 # A play ends within a day of its start: bounds on the start become index ranges on the end.
 _AFTER = ("AND p.played_at > to_timestamp(:min_ts) AND p.played_at - make_interval(secs => "
-          "coalesce(p.ms_played, t.duration_ms, 0) / 1000.0) >= to_timestamp(:min_ts + 1)")
+          "{length} / 1000.0) >= to_timestamp(:min_ts + 1)")
 _BEFORE = ("AND p.played_at < to_timestamp(:max_ts) + interval '1 day' AND p.played_at - make_interval(secs => "
-           "coalesce(p.ms_played, t.duration_ms, 0) / 1000.0) < to_timestamp(:max_ts)")
+           "{length} / 1000.0) < to_timestamp(:max_ts)")
+_LISTENS, _AFTER, _BEFORE = (sql.replace("{length}", _LENGTH) for sql in (_LISTENS, _AFTER, _BEFORE))
 
 
 def listens(session: Session, user: User, win: Window) -> list[dict]:
@@ -94,8 +99,11 @@ def listens(session: Session, user: User, win: Window) -> list[dict]:
 
 
 def _listen(user: User, row) -> dict:
-    info = {"submission_client": SOURCES.get(row.source, "Audiospective"),
-            "music_service": "spotify.com", "listening_from": "spotify"}
+    if row.source == PlaySource.listen:
+        info = {"submission_client": row.client or SOURCES[PlaySource.listen]}
+    else:
+        info = {"submission_client": SOURCES.get(row.source, "Audiospective"),
+                "music_service": "spotify.com", "listening_from": "spotify"}
     if row.spotify_id:
         info["spotify_id"] = f"https://open.spotify.com/track/{row.spotify_id}"
         info["origin_url"] = info["spotify_id"]
@@ -120,3 +128,18 @@ def latest_ts(session: Session, user: User) -> int:
     latest: datetime | None = session.scalar(sa.text("SELECT max(played_at) FROM plays WHERE user_id = :uid"),
                                              {"uid": user.id})
     return int(latest.timestamp()) if latest else 0
+
+
+def playing_now_metadata(row) -> dict:
+    """A playing_now row as ListenBrainz's track_metadata."""
+    info = {}
+    if row.client:
+        info["submission_client"] = row.client
+    if row.spotify_id:
+        info["spotify_id"] = f"https://open.spotify.com/track/{row.spotify_id}"
+    if row.duration_ms:
+        info["duration_ms"] = row.duration_ms
+    metadata = {"artist_name": row.artist_name, "track_name": row.track_name, "additional_info": info}
+    if row.release_name:
+        metadata["release_name"] = row.release_name
+    return metadata

@@ -7,8 +7,9 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user, login_required
 
 from ..db import get_session
+from ..security import csrf
 from ..time import now
-from . import listens, tokens
+from . import ingest, listens, submit, tokens
 
 bp = Blueprint("api", __name__)
 
@@ -26,6 +27,27 @@ def presented_token(*, in_query: bool = False) -> str | None:
     if scheme.lower() == "token" and value.strip():
         return value.strip()
     return (request.args.get("token") or None) if in_query else None
+
+
+@bp.post("/1/submit-listens")
+@csrf.exempt  # token-authenticated: no cookie, so nothing for another site to ride on
+def submit_listens():
+    token = presented_token()
+    if token is None:
+        return lb_error(401, "You need to provide an Authorization header.")
+    session = get_session()
+    user = tokens.user_for(session, token, now=now())
+    if user is None:
+        session.commit()
+        return lb_error(401, "Invalid authorization token.")
+    try:
+        submission = submit.parse(request.get_data(cache=False), now_s=int(now().timestamp()))
+    except submit.SubmitError as exc:
+        session.commit()  # the token's last use; nothing of the request is written
+        return lb_error(400, str(exc))
+    ingest.accept(session, user, submission, now=now())
+    session.commit()
+    return jsonify({"status": "ok"})
 
 
 @bp.get("/1/validate-token")
@@ -78,11 +100,14 @@ def listen_count(name: str):
 
 @bp.get("/1/user/<name>/playing-now")
 def playing_now(name: str):
-    """Nothing is playing until players can say so (submit-listens' playing_now)."""
+    """What the user's player said is playing (submit-listens' playing_now), until it ends."""
     user, error = _readable(name)
     if error:
         return error
-    return jsonify({"payload": {"count": 0, "listens": [], "playing_now": True, "user_id": user.spotify_id}})
+    current = ingest.playing_now(get_session(), user.id, now=now())
+    items = [{"track_metadata": listens.playing_now_metadata(current), "playing_now": True}] if current else []
+    return jsonify({"payload": {"count": len(items), "listens": items, "playing_now": True,
+                                "user_id": user.spotify_id}})
 
 
 @bp.route("/settings/api", methods=["GET", "POST"])

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..matching import WIDEST_MS, same_play
+from ..matching import Bounds, bounds, reach_ms, same_play
 from ..models import PlaySource
 from ..time import datetime_to_ms, ms_to_datetime
 from .page import Gap, PolledAlbum, PolledArtist, PolledPlay, PolledTrack
@@ -30,23 +30,38 @@ class Stored:
 
 
 def already_archived(session: Session, user_id: int, plays: Sequence[PolledPlay]) -> list[PolledPlay]:
-    """The page's plays the archive already holds: polled before, or imported from a data
-    export (same track, end times matching by matching.py's rule)."""
+    """The page's plays the archive already holds: polled before, imported from a data
+    export or submitted by a scrobbler (same track, the same play by matching.py's rule)."""
     if not plays:
         return []
+    lengths = session.execute(sa.text("SELECT longest_ms, unknown_length FROM listen_lengths WHERE user_id = :u"),
+                              {"u": user_id}).first()
+    before, after = reach_ms(*(lengths or (None, False)))
     rows = session.execute(sa.text("""
-        SELECT t.spotify_id, (extract(epoch FROM p.played_at) * 1000)::bigint, p.source
+        SELECT t.spotify_id, lower(t.name), lower(t.artist_name), (extract(epoch FROM p.played_at) * 1000)::bigint,
+               p.source, p.ms_played
           FROM plays p JOIN tracks t ON t.id = p.track_id
          WHERE p.user_id = :user_id AND p.played_at BETWEEN :oldest AND :newest
     """), {"user_id": user_id,
-           "oldest": ms_to_datetime(min(p.played_at_ms for p in plays) - WIDEST_MS),
-           "newest": ms_to_datetime(max(p.played_at_ms for p in plays) + WIDEST_MS)})
-    existing: dict[str, list[tuple[int, int]]] = {}
-    for spotify_id, ms, source in rows:
-        existing.setdefault(spotify_id, []).append((ms, source))
+           "oldest": ms_to_datetime(min(p.played_at_ms for p in plays) - before),
+           "newest": ms_to_datetime(max(p.played_at_ms for p in plays) + after)})
+    # Spotify's tracks by id; name-only ones (from a scrobbler or account data, before
+    # Spotify's id for them was known) by their names, as imports/merge.py matches them.
+    existing: dict[object, list[Bounds]] = {}
+    for spotify_id, name, artist, ms, source, ms_played in rows:
+        existing.setdefault(spotify_id or (name, artist), []).append(bounds(ms, source, ms_played))
     poll = int(PlaySource.poll)
-    return [p for p in plays
-            if any(same_play(p.played_at_ms, poll, ms, source) for ms, source in existing.get(p.track.spotify_id, ()))]
+    return [p for p in plays if any(same_play(bounds(p.played_at_ms, poll, None), other)
+                                    for key in _keys(p.track) for other in existing.get(key, ()))]
+
+
+def _keys(track: PolledTrack) -> list[object]:
+    """How the archive may know a polled track: its id, or the names a name-only track of
+    it would carry (any one of its artists, or all of them as players write them)."""
+    name = track.name.lower()
+    artists = [a.name.lower() for a in track.artists]
+    return [track.spotify_id] + [(name, artist) for artist in artists] + (
+        [(name, ", ".join(artists))] if len(artists) > 1 else [])
 
 
 def store_plays(session: Session, user_id: int, plays: Sequence[PolledPlay]) -> Stored:
@@ -70,13 +85,17 @@ def store_plays(session: Session, user_id: int, plays: Sequence[PolledPlay]) -> 
 
 def uncovered(session: Session, user_id: int, gap: Gap) -> Gap | None:
     """What is really missing of a gap the cursor suggests, given every play archived (an
-    import may have filled it since the last poll): nothing when imported plays reach the
-    page, else from the newest play archived before the page."""
+    import may have filled it since the last poll): nothing when plays from a Spotify export
+    reach the page, else from the newest Spotify play archived before the page (other
+    players' listens say nothing about what Spotify lost)."""
     oldest = ms_to_datetime(gap.ends_ms)
     newest_before, imported_since = session.execute(sa.text("""
-        SELECT (SELECT max(played_at) FROM plays WHERE user_id = :user_id AND played_at < :oldest),
-               EXISTS (SELECT 1 FROM plays WHERE user_id = :user_id AND played_at >= :oldest AND source <> :poll)
-    """), {"user_id": user_id, "oldest": oldest, "poll": int(PlaySource.poll)}).one()
+        SELECT (SELECT max(played_at) FROM plays WHERE user_id = :user_id AND played_at < :oldest
+                                                  AND source <> :listen),
+               EXISTS (SELECT 1 FROM plays WHERE user_id = :user_id AND played_at >= :oldest
+                                              AND source IN (:extended, :account))
+    """), {"user_id": user_id, "oldest": oldest, "extended": int(PlaySource.extended_history),
+           "account": int(PlaySource.account_data), "listen": int(PlaySource.listen)}).one()
     if imported_since:
         return None
     starts_ms = max(gap.starts_ms, datetime_to_ms(newest_before)) if newest_before else gap.starts_ms

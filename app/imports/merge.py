@@ -12,8 +12,11 @@ tables disappear with it. Order of work:
    them; rows without an id (account data, and extended history from before 2021) are
    matched by track and artist name against what this user has played (and this upload
    names), else become name-only tracks;
-3. plays already in the archive (polled, or imported before): same track, and ends
-   within matching.py's window;
+   Listens (from the API, app/api/ingest.py) may also name their track by ISRC, and
+   name their artists as players show them ("A, B"): both are tried. A listen's end is
+   then its start plus the track's length (matching.py);
+3. plays already in the archive (polled, imported or submitted before): same track, and
+   the same play by matching.py's rule;
 4. everything else is inserted.
 """
 
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 import psycopg
 
 from .. import archive_lock
-from ..matching import UNCERTAINTY_MS, WIDEST_MS, sql_same_play
+from ..matching import UNCERTAINTY_MS, reach_ms, sql_bounds, sql_same_play
 from ..models import PlaySource
 from .formats import Play
 from .native import NativePlay
@@ -35,11 +38,14 @@ STAGE = """
     CREATE TEMP TABLE import_stage (
         row_no integer, source smallint, played_ms bigint, spotify_id text,
         track_name text, artist_name text, album_name text, ms_played integer, counted boolean,
-        track_ref bigint  -- native rows: their track in the file's catalogue (imports/native.py)
+        track_ref bigint,  -- native rows: their track in the file's catalogue (imports/native.py)
+        isrc text, client_id smallint  -- listens
     ) ON COMMIT DROP
 """
 COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, artist_name, album_name, ms_played, "
         "counted, track_ref) FROM STDIN")
+# Listens' played_ms is their START until their track (and so its length) is known.
+LISTEN = int(PlaySource.listen)
 
 
 class AccountGone(Exception):
@@ -94,7 +100,11 @@ class Merged:
     last_ms: int | None
 
 
-def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable = lambda name: None) -> Merged:
+def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable = lambda name: None, *,
+          fill_gaps: bool = True) -> Merged:
+    """Merge the staged rows into the user's plays. `fill_gaps`: the rows are Spotify's
+    own record of a period (an export), so gaps they span are filled; other players'
+    listens say nothing about what Spotify's recently-played lost."""
     extended, account = int(PlaySource.extended_history), int(PlaySource.account_data)
     # The user's archive lock, until the import commits: a poll waits for the merge (or is
     # rescheduled), so it never inserts a play the merge has matched or is inserting, and
@@ -109,7 +119,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
         CREATE TEMP TABLE import_rows ON COMMIT DROP AS
         SELECT DISTINCT ON (source, coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name)), played_ms)
                row_no, source, 'epoch'::timestamptz + played_ms * interval '1 millisecond' AS played_at, played_ms,
-               spotify_id, track_name, artist_name, album_name, ms_played,
+               spotify_id, track_name, artist_name, album_name, ms_played, isrc, client_id,
                NULL::integer AS track_id, false AS duplicate, false AS known
           FROM import_stage WHERE counted
          ORDER BY source, coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name)), played_ms, row_no
@@ -135,7 +145,17 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     stage("finding tracks")
     new_tracks = _resolve_by_spotify_id(conn)
     has_names = _count(conn, "SELECT count(*) FROM import_rows WHERE spotify_id IS NULL AND NOT duplicate") > 0
+    has_listens = _count(conn, f"SELECT count(*) FROM import_rows WHERE source = {LISTEN}") > 0
+    if has_listens:
+        _resolve_by_isrc(conn, user_id)
     name_only = _resolve_by_names(conn, user_id) if has_names else 0
+    if has_listens:
+        # A listen ends a track's length after it starts: the listen's own, else the catalogue's.
+        conn.execute(f"""
+            UPDATE import_rows r SET ms_played = coalesce(r.ms_played, t.duration_ms),
+                   played_at = r.played_at + make_interval(secs => coalesce(r.ms_played, t.duration_ms, 0) / 1000.0)
+              FROM tracks t WHERE r.source = {LISTEN} AND t.id = r.track_id
+        """)
     conn.execute("CREATE INDEX ON import_rows (track_id, played_at)")
     conn.execute("ANALYZE import_rows")
 
@@ -145,24 +165,39 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     # EXISTS into a hash join on track_id, which it picks when the statistics of plays are
     # stale (as right after a big import) and which compares every row with every play of
     # the same track: quadratic for favourite tracks (minutes for a re-imported history).
+    before, after = _reach(conn, user_id)
+    row, play = ("r.played_at", "r.source", "r.ms_played"), ("p.played_at", "p.source", "p.ms_played")
+    mine = sql_bounds(*row)
+    _same_tracks(conn, user_id)
     conn.execute(f"""
         UPDATE import_rows r SET known = true
          WHERE NOT r.duplicate AND EXISTS (
-               SELECT 1 FROM plays p
-                WHERE p.user_id = %(user)s AND p.track_id = r.track_id
-                  AND p.played_at BETWEEN r.played_at - make_interval(secs => {WIDEST_MS / 1000})
-                                      AND r.played_at + make_interval(secs => {WIDEST_MS / 1000})
-                  AND {sql_same_play('r.played_at', 'r.source', 'p.played_at', 'p.source')}
+               SELECT 1 FROM import_same s JOIN plays p ON p.track_id = s.same
+                WHERE s.track_id = r.track_id AND p.user_id = %(user)s
+                  AND p.played_at BETWEEN {mine['end_lo']} - make_interval(secs => {before / 1000})
+                                      AND {mine['end_hi']} + make_interval(secs => {after / 1000})
+                  AND {sql_same_play(row, play)}
                OFFSET 0)
     """, {"user": user_id})
 
     stage("saving plays")
     imported = conn.execute("""
-        INSERT INTO plays (played_at, user_id, track_id, ms_played, source)
-        SELECT played_at, %(user)s, track_id, ms_played, source FROM import_rows WHERE NOT duplicate AND NOT known
+        INSERT INTO plays (played_at, user_id, track_id, ms_played, source, client_id)
+        SELECT played_at, %(user)s, track_id, ms_played, source, client_id
+          FROM import_rows WHERE NOT duplicate AND NOT known
          ORDER BY played_at  -- appends to the (user_id, played_at, …) index instead of scattering into it
         ON CONFLICT DO NOTHING
     """, {"user": user_id}).rowcount
+    if has_listens:
+        conn.execute(f"""
+            INSERT INTO listen_lengths AS l (user_id, longest_ms, unknown_length)
+            SELECT %(user)s, max(ms_played), bool_or(ms_played IS NULL) FROM import_rows
+             WHERE source = {LISTEN} AND NOT duplicate AND NOT known
+            HAVING count(*) > 0
+            ON CONFLICT (user_id) DO UPDATE
+               SET longest_ms = greatest(l.longest_ms, excluded.longest_ms),
+                   unknown_length = l.unknown_length OR excluded.unknown_length
+        """, {"user": user_id})
     duplicates_across = _count(conn, "SELECT count(*) FROM import_rows WHERE duplicate")
     candidates = _count(conn, "SELECT count(*) FROM import_rows WHERE NOT duplicate AND NOT known")
     known = _count(conn, "SELECT count(*) FROM import_rows WHERE known") + (candidates - imported)
@@ -173,7 +208,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
          WHERE user_id = %(user)s AND filled_at IS NULL
            AND starts_at >= 'epoch'::timestamptz + %(first)s * interval '1 millisecond'
            AND ends_at <= 'epoch'::timestamptz + %(last)s * interval '1 millisecond'
-    """, {"user": user_id, "first": first, "last": last}).rowcount if first is not None else 0
+    """, {"user": user_id, "first": first, "last": last}).rowcount if first is not None and fill_gaps else 0
     return Merged(duplicate_in_upload=(staged - unique) + duplicates_across, already_in_archive=known,
                   imported=imported, new_tracks=new_tracks, name_only_tracks=name_only, gaps_filled=gaps,
                   first_ms=first, last_ms=last)
@@ -214,24 +249,81 @@ def _resolve_by_spotify_id(conn: psycopg.Connection) -> int:
     return created
 
 
-def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
-    """Rows without a Spotify id: by (track, artist) names among this user's tracks and this
-    upload's; returns how many name-only tracks had to be created (with their album, when
-    the row names one)."""
+# (track_id, artist_key) for the tracks of a relation with a track_id column: each of a
+# track's artists, and all of them as players write them ("a, b"); names in lower case.
+CREDITED = """
+    SELECT ta.track_id, lower(a.name) AS artist_key FROM {tracks} x
+      JOIN track_artists ta ON ta.track_id = x.track_id JOIN artists a ON a.id = ta.artist_id
+    UNION ALL
+    SELECT ta.track_id, lower(string_agg(a.name, ', ' ORDER BY ta.position)) FROM {tracks} x
+      JOIN track_artists ta ON ta.track_id = x.track_id JOIN artists a ON a.id = ta.artist_id
+     GROUP BY ta.track_id HAVING count(*) > 1
+"""
+
+
+def _same_tracks(conn: psycopg.Connection, user_id: int) -> None:
+    """import_same (track_id, same): the tracks whose plays a row of track_id may be the same
+    play as: itself, and the name-only tracks of the user's that carry its names (a
+    scrobbler or account data named a track before Spotify's id for it was known)."""
+    conn.execute(f"""
+        CREATE TEMP TABLE import_same ON COMMIT DROP AS
+        WITH batch AS (SELECT DISTINCT track_id FROM import_rows WHERE track_id IS NOT NULL),
+        named AS (
+            SELECT t.id AS track_id, n.id AS same
+              FROM ({CREDITED.format(tracks="batch")}) c
+              JOIN tracks t ON t.id = c.track_id AND t.spotify_id IS NOT NULL
+              JOIN tracks n ON n.spotify_id IS NULL AND lower(n.name) = lower(t.name)
+                           AND lower(n.artist_name) = c.artist_key
+             WHERE EXISTS (SELECT 1 FROM track_totals tt WHERE tt.user_id = %(user)s AND tt.track_id = n.id)
+        )
+        SELECT track_id, track_id AS same FROM batch UNION SELECT track_id, same FROM named
+    """, {"user": user_id})
+    conn.execute("CREATE INDEX ON import_same (track_id)")
+    conn.execute("ANALYZE import_same")
+
+
+def _resolve_by_isrc(conn: psycopg.Connection, user_id: int) -> None:
+    """Listens without a Spotify id but with an ISRC: the catalogue's track with that ISRC
+    (one the user has played, when a recording is on several releases)."""
     conn.execute("""
+        UPDATE import_rows r SET track_id = pick.id
+          FROM (SELECT DISTINCT ON (t.isrc) t.isrc, t.id FROM tracks t
+                 WHERE t.isrc IN (SELECT isrc FROM import_rows WHERE spotify_id IS NULL AND isrc IS NOT NULL)
+                 ORDER BY t.isrc, EXISTS (SELECT 1 FROM track_totals tt
+                                           WHERE tt.user_id = %(user)s AND tt.track_id = t.id) DESC, t.id) pick
+         WHERE r.spotify_id IS NULL AND r.isrc = pick.isrc AND NOT r.duplicate
+    """, {"user": user_id})
+
+
+def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
+    """Rows without a Spotify id (nor a known ISRC): by (track, artist) names among this
+    user's tracks and this upload's, the artist being any one of the track's or all of
+    them as players write them ("A, B"); among several, the one on the album the row
+    names. Returns how many name-only tracks had to be created (with their album, when
+    the row names one)."""
+    conn.execute(f"""
         CREATE TEMP TABLE import_names ON COMMIT DROP AS
-        SELECT DISTINCT ON (lower(t.name), lower(a.name)) lower(t.name) AS track_key, lower(a.name) AS artist_key,
-               t.id AS track_id
-          FROM (SELECT DISTINCT track_id FROM plays WHERE user_id = %(user)s
-                UNION SELECT track_id FROM import_rows WHERE track_id IS NOT NULL) mine
-          JOIN tracks t ON t.id = mine.track_id
-          JOIN track_artists ta ON ta.track_id = t.id
-          JOIN artists a ON a.id = ta.artist_id
-         ORDER BY lower(t.name), lower(a.name), t.spotify_id IS NULL, t.id
+        WITH mine AS (
+            SELECT DISTINCT track_id FROM plays WHERE user_id = %(user)s
+            UNION SELECT track_id FROM import_rows WHERE track_id IS NOT NULL
+        ), credited AS ({CREDITED.format(tracks="mine")})
+        SELECT lower(t.name) AS track_key, c.artist_key, lower(al.name) AS album_key, t.id AS track_id,
+               t.spotify_id IS NULL AS name_only
+          FROM credited c JOIN tracks t ON t.id = c.track_id LEFT JOIN albums al ON al.id = t.album_id
     """, {"user": user_id})
     conn.execute("""
-        UPDATE import_rows r SET track_id = n.track_id FROM import_names n
-         WHERE r.spotify_id IS NULL AND NOT r.duplicate
+        UPDATE import_rows r SET track_id = n.track_id
+          FROM (SELECT DISTINCT ON (track_key, artist_key, album_key) * FROM import_names
+                 WHERE album_key IS NOT NULL ORDER BY track_key, artist_key, album_key, name_only, track_id) n
+         WHERE r.spotify_id IS NULL AND NOT r.duplicate AND r.track_id IS NULL AND r.album_name IS NOT NULL
+           AND n.track_key = lower(r.track_name) AND n.artist_key = lower(r.artist_name)
+           AND n.album_key = lower(r.album_name)
+    """)
+    conn.execute("""
+        UPDATE import_rows r SET track_id = n.track_id
+          FROM (SELECT DISTINCT ON (track_key, artist_key) * FROM import_names
+                 ORDER BY track_key, artist_key, name_only, track_id) n
+         WHERE r.spotify_id IS NULL AND NOT r.duplicate AND r.track_id IS NULL
            AND n.track_key = lower(r.track_name) AND n.artist_key = lower(r.artist_name)
     """)
     unresolved = "FROM import_rows WHERE spotify_id IS NULL AND NOT duplicate AND track_id IS NULL"
@@ -263,6 +355,13 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
            AND lower(t.name) = lower(r.track_name) AND lower(t.artist_name) = lower(r.artist_name)
     """)
     return created
+
+
+def _reach(conn: psycopg.Connection, user_id: int) -> tuple[int, int]:
+    """matching.reach_ms for this user's archive (its listens make the window wider)."""
+    row = conn.execute("SELECT longest_ms, unknown_length FROM listen_lengths WHERE user_id = %s",
+                       (user_id,)).fetchone()
+    return reach_ms(*(row or (None, False)))
 
 
 def _offsets(a: PlaySource, b: PlaySource) -> tuple[int, int]:

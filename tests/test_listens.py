@@ -1,0 +1,277 @@
+"""Listens from other players: POST /1/submit-listens as ListenBrainz's own client sends
+it, merged by the real worker; the matching rule between start-stamped listens and
+Spotify's end-stamped plays; and every malformed request refused in ListenBrainz's shape
+with nothing written."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import liblistenbrainz
+import pytest
+import requests
+from liblistenbrainz.errors import ListenBrainzAPIException
+
+from app.api.ingest import merge_inbox
+from app.archival.poll import Archivist, poll_user
+from conftest import ServerThread, add_users, freeze, sign_in, wait_for, wall_clock_ms, window
+from test_api import _token_for, lb_client
+
+DAY_S = 86_400
+
+
+@pytest.fixture
+def server(app):
+    server = ServerThread(app)
+    yield server
+    server.stop()
+
+
+def counts(db_conn) -> dict:
+    return {table: db_conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("plays", "listen_inbox", "playing_now", "tracks", "play_clients")}
+
+
+def lb_listen(listened_at: int | None, track: str, artist: str, **info) -> liblistenbrainz.Listen:
+    return liblistenbrainz.Listen(track_name=track, artist_name=artist, listened_at=listened_at,
+                                  release_name=info.pop("release", None), additional_info=info)
+
+
+def test_liblistenbrainz_submits_single_import_and_playing_now_and_reads_them_back(app, db_conn, server, workers):
+    """Through ListenBrainz's Python client against the served app, with a real worker
+    merging: one single listen, an import of 1,000, playing-now; read back newest first
+    with min_ts/max_ts; the count; a revoked token refused as ListenBrainz refuses it."""
+    sign_in(app.test_client(), "sim-acct-sam")
+    token, token_id = _token_for(app, "sim-acct-sam")
+    lb = lb_client(server)
+    lb.set_auth_token(token)
+    workers()
+    now_s = int(app.extensions["clock"]().timestamp())
+
+    single = lb_listen(now_s - 600, "Night Drive", "The Midnight", release="Endless Summer",
+                       submission_client="Pano Scrobbler", duration_ms=245_000)
+    assert lb.submit_single_listen(single) == {"status": "ok"}
+    batch = [lb_listen(now_s - 2 * DAY_S - n * 300, f"Track {n}", f"Artist {n % 37}", release=f"Album {n % 11}",
+                       submission_client="multi-scrobbler", duration_ms=180_000 + n) for n in range(1000)]
+    assert lb.submit_multiple_listens(batch) == {"status": "ok"}
+    assert lb.submit_playing_now(lb_listen(None, "Now Song", "Now Band", submission_client="Web Scrobbler",
+                                           duration_ms=200_000)) == {"status": "ok"}
+
+    wait_for(lambda: counts(db_conn)["plays"] == 1001, timeout=60, message="1,001 plays merged")
+    assert counts(db_conn)["listen_inbox"] == 0
+    assert lb.get_user_listen_count("sim-acct-sam") == 1001
+    newest = lb.get_listens("sim-acct-sam", count=2)
+    assert [(x.track_name, x.listened_at) for x in newest] == [("Night Drive", now_s - 600),
+                                                               ("Track 0", now_s - 2 * DAY_S)]
+    assert newest[0].release_name == "Endless Summer" and newest[0].additional_info["duration_ms"] == 245_000
+    assert newest[0].additional_info["submission_client"] == "Pano Scrobbler"
+    older = lb.get_listens("sim-acct-sam", max_ts=now_s - 2 * DAY_S - 300 * 500, count=1000)
+    assert [x.track_name for x in older] == [f"Track {n}" for n in range(501, 1000)]
+    newer = lb.get_listens("sim-acct-sam", min_ts=now_s - 2 * DAY_S - 300 * 3, count=10)
+    assert [x.track_name for x in newer] == ["Night Drive", "Track 0", "Track 1", "Track 2"]
+    playing = lb.get_playing_now("sim-acct-sam")
+    assert playing.track_name == "Now Song" and playing.additional_info["submission_client"] == "Web Scrobbler"
+    clients = {r[0] for r in db_conn.execute(
+        "SELECT c.name FROM plays p JOIN play_clients c ON c.id = p.client_id")}
+    assert clients == {"Pano Scrobbler", "multi-scrobbler"}
+    assert db_conn.execute("SELECT DISTINCT source FROM plays").fetchall() == [(4,)]
+
+    # Submitting the same 1,000 again (a client retrying) adds nothing.
+    lb.submit_multiple_listens(batch)
+    wait_for(lambda: counts(db_conn)["listen_inbox"] == 0, timeout=60, message="the retry merged")
+    assert counts(db_conn)["plays"] == 1001
+
+    client = app.test_client()
+    sign_in(client, "sim-acct-sam")
+    from conftest import csrf_token
+    client.post(f"/settings/api/{token_id}/revoke", data={"csrf_token": csrf_token(client, "/settings/api")})
+    with pytest.raises(ListenBrainzAPIException) as refused:
+        lb.submit_single_listen(single)
+    assert refused.value.status_code == 401 and refused.value.message == "Invalid authorization token."
+    raw = requests.post(f"{server.url}/1/submit-listens", headers={"Authorization": f"Token {token}"},
+                        json={"listen_type": "single", "payload": [{"listened_at": now_s, "track_metadata": {
+                            "track_name": "x", "artist_name": "y"}}]}, timeout=10)
+    assert raw.status_code == 401 and raw.json() == {"code": 401, "error": "Invalid authorization token."}
+
+
+def _post(server, token, body, **kwargs):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(f"{server.url}/1/submit-listens", data=data, timeout=30,
+                         headers={"Authorization": f"Token {token}", "Content-Type": "application/json",
+                                  **kwargs.pop("headers", {})}, **kwargs)
+
+
+def _one(listened_at=1_700_000_000, **metadata):
+    return {"listened_at": listened_at, "track_metadata": {"track_name": "Song", "artist_name": "Band", **metadata}}
+
+
+def test_malformed_requests_get_listenbrainz_errors_and_write_nothing(app, db_conn, server):
+    sign_in(app.test_client(), "sim-acct-sam")
+    token, _ = _token_for(app, "sim-acct-sam")
+    good = [_one(1_700_000_000 + n) for n in range(999)]
+    nested = b'{"listen_type": "import", "payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    cases = {
+        "not json": (b"listen_type=single", "Cannot parse JSON document"),
+        "not utf-8": (b'{"listen_type": "single", "payload": ["\xff"]}', "Cannot parse JSON document"),
+        "deeply nested": (nested, "Cannot parse JSON document"),
+        "a list": ([], "Invalid JSON document submitted."),
+        "no payload": ({"listen_type": "single"}, "Invalid JSON document submitted."),
+        "empty payload": ({"listen_type": "single", "payload": []}, "JSON document does not contain any listens"),
+        "bad listen_type": ({"listen_type": "many", "payload": [_one()]},
+                            "JSON document requires a valid listen_type key."),
+        "two singles": ({"listen_type": "single", "payload": [_one(), _one()]},
+                        "JSON document contains more than listen for a single/playing_now. It should contain only one."),
+        "1,001 listens": ({"listen_type": "import", "payload": [_one(1_700_000_000 + n) for n in range(1001)]},
+                          "Too many listens. You may not submit more than 1000 listens at once."),
+        "too large": ({"listen_type": "single", "payload": [_one(track_name="x" * 20_000)]},
+                      "JSON document is too large. In aggregate, listens may not be larger than 10240 characters."),
+        "no listened_at": ({"listen_type": "single", "payload": [{"track_metadata": {"track_name": "a",
+                                                                                    "artist_name": "b"}}]},
+                           "JSON document must contain the key listened_at at the top level."),
+        "text listened_at": ({"listen_type": "single", "payload": [_one("yesterday")]},
+                             "JSON document must contain an int value for listened_at."),
+        "huge listened_at": (b'{"listen_type": "single", "payload": [{"listened_at": 1' + b"0" * 5000 +
+                             b', "track_metadata": {"track_name": "a", "artist_name": "b"}}]}', "listened_at"),
+        "infinite listened_at": (b'{"listen_type": "single", "payload": [{"listened_at": 1e999, '
+                                 b'"track_metadata": {"track_name": "a", "artist_name": "b"}}]}', "listened_at"),
+        "too old": ({"listen_type": "single", "payload": [_one(1_000_000_000)]},
+                    "Value for key listened_at is too low. listened_at timestamp should be greater than 1033430400 "
+                    "(2002-10-01 00:00:00 UTC)."),
+        "from the future": ({"listen_type": "single", "payload": [_one(int(time.time()) + 3 * DAY_S + 10**8)]},
+                            "Value for key listened_at is too high."),
+        "extra key": ({"listen_type": "single", "payload": [{**_one(), "user": "me"}]},
+                      "JSON document may only contain listened_at and track_metadata top level keys"),
+        "no track": ({"listen_type": "single", "payload": [_one(track_name="  ")]},
+                     "JSON document does not contain required track_metadata.track_name."),
+        "artist list": ({"listen_type": "single", "payload": [_one(artist_name=["A", "B"])]},
+                        "artist_name must be a single string."),
+        "NUL": ({"listen_type": "single", "payload": [_one(track_name="a\x00b")]}, "NUL"),
+        "lone surrogate": (b'{"listen_type": "single", "payload": [{"listened_at": 1700000000, "track_metadata": '
+                           b'{"track_name": "\\ud800", "artist_name": "b"}}]}', "lone surrogate"),
+        "playing_now with a time": ({"listen_type": "playing_now", "payload": [_one()]},
+                                    "JSON document must not contain listened_at while submitting playing_now."),
+        "51 tags": ({"listen_type": "single", "payload": [_one(additional_info={"tags": ["t"] * 51})]},
+                    "JSON document may not contain more than 50 items in track_metadata.additional_info.tags."),
+        "bad mbid": ({"listen_type": "single", "payload": [_one(additional_info={"recording_mbid": "nope"})]},
+                     "recording_mbid MBID format invalid."),
+        "negative duration": ({"listen_type": "single", "payload": [_one(additional_info={"duration_ms": -5})]},
+                              "Value for duration_ms is invalid, should be a positive integer."),
+        "one bad among 1,000": ({"listen_type": "import", "payload": good + [_one(track_name=None)]},
+                                "JSON document does not contain required track_metadata.track_name."),
+    }
+    for name, (body, message) in cases.items():
+        answer = _post(server, token, body)
+        assert answer.status_code == 400, (name, answer.status_code, answer.text[:300])
+        assert answer.json()["code"] == 400 and message in answer.json()["error"], (name, answer.json())
+    too_big = _post(server, token, b"[" + b" " * 11_000_000 + b"]")
+    assert too_big.status_code == 413 and too_big.json()["code"] == 413
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer x"}):
+        answer = requests.post(f"{server.url}/1/submit-listens", json={"listen_type": "single", "payload": [_one()]},
+                               headers=headers, timeout=10)
+        assert answer.status_code == 401 and answer.json() == {
+            "code": 401, "error": "You need to provide an Authorization header."}
+    assert counts(db_conn) | {"tracks": 0} == {"plays": 0, "listen_inbox": 0, "playing_now": 0, "tracks": 0,
+                                                "play_clients": 0}
+    assert db_conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
+
+    # From another site's page (a web player, a browser extension): allowed, as ListenBrainz allows it.
+    answer = _post(server, token, {"listen_type": "single", "payload": [_one()]},
+                   headers={"Origin": "chrome-extension://abcdef", "Sec-Fetch-Site": "cross-site"})
+    assert answer.status_code == 200 and counts(db_conn)["listen_inbox"] == 1
+
+
+def test_a_polled_play_and_the_same_play_scrobbled_are_one(app, db_conn, simulator, server):
+    """The simulator's 50 recently played, polled; the same plays scrobbled as a player
+    would (stamped at their start, a track length before Spotify's stamp, only those heard
+    long enough to be scrobbled), by Spotify link, by ISRC or by names alone: nothing new.
+    Then the other way round for another listener: scrobbled first, polled after."""
+    freeze(simulator)
+    users = add_users(app, simulator, ["sim-acct-sam", "sim-acct-riley"])
+    archivist = Archivist.from_app(app)
+    world = simulator.world
+    sam_plays = window(simulator, "sim-acct-sam", world.clock.now_ms())
+    assert poll_user(archivist, users["sim-acct-sam"]).new_plays == 50
+
+    sam_token, _ = _token_for(app, "sim-acct-sam")
+    scrobbled = _scrobbles(world, "sim-acct-sam")
+    assert len(scrobbled) >= 20  # more than half of the 50 were heard long enough to scrobble
+    assert _post(server, sam_token, {"listen_type": "import", "payload": scrobbled}).status_code == 200
+    merged = merge_inbox(app.extensions["database"], users["sim-acct-sam"])
+    assert sum(m.imported for m in merged) == 0 and sum(m.already_in_archive for m in merged) == len(scrobbled)
+    assert db_conn.execute("SELECT count(*) FROM plays WHERE user_id = %s",
+                           (users["sim-acct-sam"],)).fetchone()[0] == len(sam_plays) == 50
+
+    riley_token, _ = _token_for(app, "sim-acct-riley")
+    scrobbled = _scrobbles(world, "sim-acct-riley")
+    assert _post(server, riley_token, {"listen_type": "import", "payload": scrobbled}).status_code == 200
+    assert sum(m.imported for m in merge_inbox(app.extensions["database"], users["sim-acct-riley"])) == len(scrobbled)
+    polled = poll_user(archivist, users["sim-acct-riley"])
+    assert polled.new_plays == 50 - len(scrobbled)  # only the plays no scrobbler sent
+    assert db_conn.execute("SELECT count(*) FROM plays WHERE user_id = %s",
+                           (users["sim-acct-riley"],)).fetchone()[0] == 50
+
+
+def _scrobbles(world, key: str) -> list[dict]:
+    """What a scrobbler would have sent for an account's 50 recently played: each play
+    heard for half its track or 4 minutes, stamped at its start, identified three ways."""
+    account = world.account(key)
+    out = []
+    for n, play in enumerate(world.recently_played(account, world.clock.now_ms(), limit=50)):
+        track = world.catalogue.tracks[play.track_index]
+        if play.ms_played < min(track.duration_ms // 2, 240_000):
+            continue
+        artists = ", ".join(world.catalogue.artists[i].name for i in track.artist_indexes)
+        info = {"duration_ms": track.duration_ms, "submission_client": "test scrobbler"}
+        if n % 3 == 0:
+            info["spotify_id"] = f"https://open.spotify.com/track/{track.id}"
+        elif n % 3 == 1:
+            info["isrc"] = track.isrc
+        out.append({"listened_at": (play.played_at_ms - play.ms_played) // 1000,
+                    "track_metadata": {"track_name": track.name, "artist_name": artists,
+                                       "release_name": world.catalogue.albums[track.album_index].name,
+                                       "additional_info": info}})
+    return out
+
+
+def test_two_real_repeats_of_a_short_track_are_two_plays(app, db_conn, server):
+    """A 40-second track played twice in a row: polled (ends 40 s apart) and scrobbled
+    (starts 40 s apart) it is two plays, whichever arrives first; scrobbled alone, two."""
+    sign_in(app.test_client(), "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    token, _ = _token_for(app, "sim-acct-sam")
+    start = 1_750_000_000
+    track_id = db_conn.execute("INSERT INTO tracks (spotify_id, name, duration_ms, isrc) "
+                               "VALUES ('shortshortshortshort01', 'Intro', 40000, 'GBAYE0000001') RETURNING id"
+                               ).fetchone()[0]
+    artist_id = db_conn.execute("INSERT INTO artists (spotify_id, name) VALUES ('artistartistartist0001', "
+                                "'Quick Band') RETURNING id").fetchone()[0]
+    db_conn.execute("INSERT INTO track_artists VALUES (%s, 0, %s)", (track_id, artist_id))
+    db_conn.commit()
+
+    def scrobble(at):
+        return {"listened_at": at, "track_metadata": {"track_name": "Intro", "artist_name": "Quick Band",
+                                                      "additional_info": {"isrc": "GBAYE0000001"}}}
+
+    # Only the scrobbles: two plays.
+    assert _post(server, token, {"listen_type": "import", "payload": [scrobble(start), scrobble(start + 40)]}
+                 ).status_code == 200
+    assert sum(m.imported for m in merge_inbox(app.extensions["database"], uid)) == 2
+    # Polled too (ends at start+40 and start+80): still two.
+    db_conn.execute("INSERT INTO plays (played_at, user_id, track_id, source) VALUES "
+                    "(to_timestamp(%s), %s, %s, 1)", (start + 40.2, uid, track_id))
+    db_conn.execute("INSERT INTO plays (played_at, user_id, track_id, source) VALUES "
+                    "(to_timestamp(%s), %s, %s, 1)", (start + 80.7, uid, track_id))
+    db_conn.execute("DELETE FROM plays WHERE source = 4")
+    db_conn.commit()
+    assert _post(server, token, {"listen_type": "import", "payload": [scrobble(start), scrobble(start + 40)]}
+                 ).status_code == 200
+    merged = merge_inbox(app.extensions["database"], uid)
+    assert sum(m.imported for m in merged) == 0 and sum(m.already_in_archive for m in merged) == 2
+    # Only the first repeat polled: the second scrobble is a play of its own.
+    db_conn.execute("DELETE FROM plays WHERE played_at > to_timestamp(%s)", (start + 60,))
+    db_conn.commit()
+    assert _post(server, token, {"listen_type": "import", "payload": [scrobble(start), scrobble(start + 40)]}
+                 ).status_code == 200
+    assert sum(m.imported for m in merge_inbox(app.extensions["database"], uid)) == 1
+    assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 2
