@@ -106,6 +106,7 @@ class Settings:
     # how long an invitation from the waitlist stays valid.
     # The bearer token a Prometheus scraper sends to GET /metrics (unset: no /metrics).
     metrics_token: str | None = None
+    api_requests_per_10s: int = 100  # per API token (or address, without one); ListenBrainz's X-RateLimit-*
     # How many proxies in front of the app set X-Forwarded-* (0: trust none of them).
     trust_proxy: int = 0
     # Spotify account ids (or legacy ids) made admins when they sign in (app/admin).
@@ -261,6 +262,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
         export_max_waiting=int(_parse_number("EXPORT_MAX_WAITING", get("EXPORT_MAX_WAITING"), 2, minimum=1,
                                              maximum=100)),
         metrics_token=(get("METRICS_TOKEN") or "").strip() or None,
+        api_requests_per_10s=int(_parse_number("API_REQUESTS_PER_10S", get("API_REQUESTS_PER_10S"), 100, minimum=1,
+                                               maximum=1_000_000)),
         trust_proxy=int(_parse_number("TRUST_PROXY", get("TRUST_PROXY"), 0, minimum=0, maximum=5)),
         admin_spotify_ids=frozenset(i.strip() for i in (get("ADMIN_SPOTIFY_IDS") or "").split(",") if i.strip()),
         email_max_per_hour=int(_parse_number("EMAIL_MAX_PER_HOUR", get("EMAIL_MAX_PER_HOUR"), 200, minimum=1,

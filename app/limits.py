@@ -40,10 +40,24 @@ IMPORTS_PER_USER = Limit("import-user", 20, timedelta(days=1))
 EXPORTS_PER_USER = Limit("export-user", 30, timedelta(days=1))
 
 
-def hit(session: Session, limit: Limit, subject: str, *, now: datetime) -> None:
+@dataclass(frozen=True)
+class Usage:
+    """Where a subject stands in its current window (for ListenBrainz's X-RateLimit-* headers)."""
+
+    limit: int
+    used: int
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+def hit(session: Session, limit: Limit, subject: str, *, now: datetime) -> Usage:
     """Count one use of `limit` by `subject` (an address, an IP, a user id); Limited if it
-    is over. Runs in its own transaction, so a refused request still counts, and a
-    rolled-back request does too (a failed attempt is an attempt)."""
+    is over, else where it stands. Runs in its own transaction, so a refused request still
+    counts, and a rolled-back request does too (a failed attempt is an attempt); and the
+    counter's row is locked for one statement only, however long the request runs."""
     key = f"{limit.name}:{subject}"[:300]
     with Session(session.get_bind()) as own, own.begin():
         window_start, hits = own.execute(sa.text("""
@@ -55,6 +69,7 @@ def hit(session: Session, limit: Limit, subject: str, *, now: datetime) -> None:
         """), {"key": key, "now": now, "window": limit.window}).one()
     if hits > limit.hits:
         raise Limited(limit, window_start + limit.window - now)
+    return Usage(limit.hits, hits, window_start + limit.window)
 
 
 def forget_old(session: Session, *, now: datetime, older_than: timedelta = timedelta(days=2)) -> int:

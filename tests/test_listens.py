@@ -15,7 +15,7 @@ from liblistenbrainz.errors import ListenBrainzAPIException
 
 from app.api.ingest import merge_inbox
 from app.archival.poll import Archivist, poll_user
-from conftest import ServerThread, add_users, freeze, sign_in, wait_for, wall_clock_ms, window
+from conftest import ServerThread, add_users, csrf_token, freeze, sign_in, wait_for, window
 from test_api import _token_for, lb_client
 
 DAY_S = 86_400
@@ -38,7 +38,8 @@ def lb_listen(listened_at: int | None, track: str, artist: str, **info) -> libli
                                   release_name=info.pop("release", None), additional_info=info)
 
 
-def test_liblistenbrainz_submits_single_import_and_playing_now_and_reads_them_back(app, db_conn, server, workers):
+def test_liblistenbrainz_submits_single_import_and_playing_now_and_reads_them_back(app, db_conn, server, workers,
+                                                                                   simulator):
     """Through ListenBrainz's Python client against the served app, with a real worker
     merging: one single listen, an import of 1,000, playing-now; read back newest first
     with min_ts/max_ts; the count; a revoked token refused as ListenBrainz refuses it."""
@@ -82,9 +83,16 @@ def test_liblistenbrainz_submits_single_import_and_playing_now_and_reads_them_ba
     wait_for(lambda: counts(db_conn)["listen_inbox"] == 0, timeout=60, message="the retry merged")
     assert counts(db_conn)["plays"] == 1001
 
+    # On the dashboard while it plays (never as a play), gone when its length has passed.
     client = app.test_client()
     sign_in(client, "sim-acct-sam")
-    from conftest import csrf_token
+    shown = client.get("/dashboard").get_data(as_text=True)
+    assert "Playing now: <strong>Now Song</strong> by Now Band" in shown and "via Web Scrobbler" in shown
+    assert "Now Song" in client.get("/dashboard/playing-now").get_data(as_text=True)
+    freeze(simulator, int(app.extensions["clock"]().timestamp() * 1000) + 201_000)
+    assert "Now Song" not in client.get("/dashboard/playing-now").get_data(as_text=True)
+    assert lb.get_playing_now("sim-acct-sam") is None
+
     client.post(f"/settings/api/{token_id}/revoke", data={"csrf_token": csrf_token(client, "/settings/api")})
     with pytest.raises(ListenBrainzAPIException) as refused:
         lb.submit_single_listen(single)
@@ -275,3 +283,38 @@ def test_two_real_repeats_of_a_short_track_are_two_plays(app, db_conn, server):
                  ).status_code == 200
     assert sum(m.imported for m in merge_inbox(app.extensions["database"], uid)) == 1
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 2
+
+
+def test_rate_limits_are_told_in_listenbrainz_headers_and_enforced_per_token(app, db_conn, server):
+    import dataclasses
+
+    app.config["SETTINGS"] = dataclasses.replace(app.config["SETTINGS"], api_requests_per_10s=5)
+    sign_in(app.test_client(), "sim-acct-sam")
+    token, _ = _token_for(app, "sim-acct-sam")
+    other, _ = _token_for(app, "sim-acct-sam")
+    body = {"listen_type": "single", "payload": [_one(1_700_000_000)]}
+    remaining = []
+    for _ in range(5):
+        answer = _post(server, token, body)
+        assert answer.status_code == 200
+        assert answer.headers["X-RateLimit-Limit"] == "5" and 0 < int(answer.headers["X-RateLimit-Reset-In"]) <= 10
+        remaining.append(int(answer.headers["X-RateLimit-Remaining"]))
+    assert remaining == [4, 3, 2, 1, 0]
+    refused = _post(server, token, body)
+    assert refused.status_code == 429 and refused.json()["code"] == 429 and "Too many requests" in refused.json()["error"]
+    assert refused.headers["X-RateLimit-Remaining"] == "0" and int(refused.headers["Retry-After"]) >= 1
+    assert _post(server, other, body).status_code == 200  # another token has its own allowance
+    assert counts(db_conn)["listen_inbox"] == 6  # the refused request wrote nothing
+
+
+def test_web_players_may_call_the_api_from_their_own_pages(server):
+    """A browser's CORS preflight for submit-listens is answered as ListenBrainz answers it."""
+    preflight = requests.options(f"{server.url}/1/submit-listens", timeout=10, headers={
+        "Origin": "https://player.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    listens = requests.get(f"{server.url}/1/user/nobody/listens", headers={"Origin": "https://player.example"},
+                           timeout=10)
+    assert listens.status_code == 404 and listens.headers["Access-Control-Allow-Origin"] == "*"

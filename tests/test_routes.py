@@ -29,7 +29,7 @@ CLASSES = {
                    "api.listen_count", "api.playing_now", "membership.confirm", "membership.leave",
                    "membership.accept_invite",
                    "alerts.turn_off", "account.confirm_email_link"},
-    "user": {"api.tokens_page", "api.revoke", "account.alerts", "account.collection", "account.delete",
+    "user": {"api.tokens_page", "api.revoke", "api.now_playing", "account.alerts", "account.collection", "account.delete",
              "account.detect_timezone", "account.email",
              "account.settings", "account.sign_out_everywhere", "auth.logout", "exports.delete", "exports.download",
              "exports.index", "exports.request_export", "exports.retry", "exports.row", "imports.index",

@@ -3,15 +3,63 @@ and the Settings page where people make and revoke their tokens."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+import math
+from datetime import timedelta
+
+from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..db import get_session
+from ..errors import API_PREFIX
+from ..limits import Limit, Limited, Usage, hit
 from ..security import csrf
 from ..time import now
 from . import ingest, listens, submit, tokens
 
 bp = Blueprint("api", __name__)
+RATE_WINDOW = timedelta(seconds=10)
+
+
+@bp.before_request
+def rate_limit():
+    """ListenBrainz's rate limit, per token (or address): counted for every API request,
+    told in X-RateLimit-* headers, 429 in its shape over the limit."""
+    if not request.path.startswith(API_PREFIX) or request.method == "OPTIONS":
+        return None  # a browser's CORS preflight is not a use
+    limit = Limit("api", current_app.config["SETTINGS"].api_requests_per_10s, RATE_WINDOW)
+    token = presented_token(in_query=request.endpoint == "api.validate_token")
+    subject = f"token:{tokens.digest(token)[:32]}" if token else f"ip:{request.remote_addr or 'unknown'}"
+    try:
+        g.api_usage = hit(get_session(), limit, subject, now=now())
+    except Limited as exc:
+        g.api_usage = Usage(limit.hits, limit.hits + 1, now() + exc.retry_after)
+        return lb_error(429, f"Too many requests: at most {limit.hits} in {int(RATE_WINDOW.total_seconds())} "
+                             f"seconds. Wait {exc.retry_after_s} s (X-RateLimit-Reset-In) and try again.")
+    return None
+
+
+@bp.after_request
+def api_headers(response):
+    """CORS as ListenBrainz answers it (any origin: a token, never a cookie, authenticates),
+    so players that are web pages can scrobble; and where the rate limit stands."""
+    if request.path.startswith(API_PREFIX):
+        response.headers.update({
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Expose-Headers": "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset-In, "
+                                             "X-RateLimit-Reset, Retry-After",
+        })
+    usage = g.get("api_usage")
+    if usage is not None:
+        reset_in = max(0, math.ceil((usage.resets_at - now()).total_seconds()))
+        response.headers.update({"X-RateLimit-Limit": str(usage.limit),
+                                 "X-RateLimit-Remaining": str(usage.remaining),
+                                 "X-RateLimit-Reset-In": str(reset_in),
+                                 "X-RateLimit-Reset": str(int(usage.resets_at.timestamp()))})
+        if response.status_code == 429:
+            response.headers["Retry-After"] = str(max(1, reset_in))
+    return response
 
 
 def lb_error(code: int, message: str):
@@ -108,6 +156,14 @@ def playing_now(name: str):
     items = [{"track_metadata": listens.playing_now_metadata(current), "playing_now": True}] if current else []
     return jsonify({"payload": {"count": len(items), "listens": items, "playing_now": True,
                                 "user_id": user.spotify_id}})
+
+
+@bp.get("/dashboard/playing-now")
+@login_required
+def now_playing():
+    """The dashboard's "Playing now" line, which refreshes itself."""
+    return render_template("api/_playing_now.html", current=ingest.playing_now(get_session(), current_user.id,
+                                                                                 now=now()))
 
 
 @bp.route("/settings/api", methods=["GET", "POST"])

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, abort, current_app, render_template, request
 from flask_login import current_user, login_required
 
 from ..account.preferences import rank_by
+from ..api.ingest import playing_now
 from ..archival.health import archive_health
 from ..db import get_database, get_session
 from ..errors import problem as error_problem
@@ -54,8 +55,10 @@ def _stats_context(period: Period, error: str | None) -> dict:
 @login_required
 def dashboard():
     period, error = _period()
-    return render_template("stats/dashboard.html", user=current_user, health=archive_health(get_session(), current_user),
-                           reauthorise_by=reauthorise_by(current_user), **_stats_context(period, error))
+    session = get_session()
+    return render_template("stats/dashboard.html", user=current_user, health=archive_health(session, current_user),
+                           reauthorise_by=reauthorise_by(current_user),
+                           current=playing_now(session, current_user.id, now=now()), **_stats_context(period, error))
 
 
 @bp.get("/dashboard/stats")
