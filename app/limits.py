@@ -53,13 +53,19 @@ class Usage:
         return max(0, self.limit - self.used)
 
 
-def hit(session: Session, limit: Limit, subject: str, *, now: datetime) -> Usage:
+def hit(session: Session, limit: Limit, subject: str, *, now: datetime, durable: bool = True) -> Usage:
     """Count one use of `limit` by `subject` (an address, an IP, a user id); Limited if it
     is over, else where it stands. Runs in its own transaction, so a refused request still
     counts, and a rolled-back request does too (a failed attempt is an attempt); and the
-    counter's row is locked for one statement only, however long the request runs."""
+    counter's row is locked for one statement only, however long the request runs.
+
+    `durable=False` for limits counted on every request of a busy endpoint: the commit
+    does not wait for the disk (a crash may forget the last half second of counts, which
+    errs on the side of the client)."""
     key = f"{limit.name}:{subject}"[:300]
     with Session(session.get_bind()) as own, own.begin():
+        if not durable:
+            own.execute(sa.text("SET LOCAL synchronous_commit = off"))
         window_start, hits = own.execute(sa.text("""
             INSERT INTO rate_limits AS r (key, window_start, hits) VALUES (:key, :now, 1)
             ON CONFLICT (key) DO UPDATE

@@ -8,8 +8,10 @@ mark the END of a play (docs/spotify.md):
 * account data: `endTime`, to the minute, and not from the same clock: real files have
   it 1 to 3 minutes off the extended history's `ts` for the same play.
 
-Scrobblers (the ListenBrainz API, app/api) mark its START (`listened_at`, to the second,
-from the player's clock) and never say how much was heard. They are stored like every
+Scrobblers (the ListenBrainz API, app/api; Last.fm, ListenBrainz, Maloja and YouTube Music
+histories, app/imports/services.py) mark its START (`listened_at`, to the second, from the
+player's clock) and never say how much was heard. Apple Music's history marks the end,
+to the millisecond, by the device's clock: ±10 s like the extended history. They are stored like every
 play, by their end: the start plus the track's length (the listen's `duration_ms`, else
 the catalogue's), with that length as `ms_played`.
 
@@ -50,9 +52,11 @@ UNCERTAINTY_MS = {
     PlaySource.poll: (0, 0),
     PlaySource.extended_history: (-10_000, 10_000),
     PlaySource.account_data: (-190_000, 250_000),
+    PlaySource.apple_music: (-10_000, 10_000),  # its Event End Timestamp, to the millisecond, from the device
 }
 END_STAMPED = tuple(UNCERTAINTY_MS)
-START_STAMPED = (PlaySource.listen,)
+START_STAMPED = tuple(s for s in PlaySource if s not in UNCERTAINTY_MS)  # scrobbles: the API, Last.fm, …
+SQL_START_STAMPED = ", ".join(str(int(s)) for s in START_STAMPED)
 CLOCK_SKEW_MS = 10_000  # a scrobbler's clock against Spotify's
 HEARD_BEFORE_SUBMIT_MS = 240_000  # "half the track or 4 minutes, whichever is lower"
 UNKNOWN_LENGTH_MS = (30_000, 1_200_000)  # a listen of unknown length ends this long after its start
@@ -112,17 +116,18 @@ def sql_bounds(time: str, source: str, ms: str) -> dict[str, str]:
         cases = " ".join(f"WHEN {int(s)} THEN {UNCERTAINTY_MS[s][index]}" for s in END_STAMPED)
         return f"(CASE {source} {cases} ELSE {listen} END)"
 
-    listen = int(PlaySource.listen)
     # A listen's start, as an offset from its stored time.
     start = f"-coalesce({ms}, 0)"
-    end_lo = (f"{start} + coalesce(least({ms} / 2, {HEARD_BEFORE_SUBMIT_MS}), {UNKNOWN_LENGTH_MS[0]})"
-              f" - {CLOCK_SKEW_MS}")
+    # Not coalesce(least(…)): least() skips a NULL, it does not return it.
+    end_lo = (f"{start} + (CASE WHEN {ms} IS NULL THEN {UNKNOWN_LENGTH_MS[0]} "
+              f"ELSE least({ms} / 2, {HEARD_BEFORE_SUBMIT_MS}) END) - {CLOCK_SKEW_MS}")
     end_hi = f"{start} + coalesce({ms}, {UNKNOWN_LENGTH_MS[1]}) + {CLOCK_SKEW_MS}"
     return {
         "end_lo": at(time, per_source(0, end_lo)),
         "end_hi": at(time, per_source(1, end_hi)),
-        "start_lo": at(time, f"CASE WHEN {source} = {listen} THEN {start} - {CLOCK_SKEW_MS} ELSE {-DAY_MS} END"),
-        "start_hi": at(time, f"CASE WHEN {source} = {listen} THEN {start} + {CLOCK_SKEW_MS} ELSE "
+        "start_lo": at(time, f"CASE WHEN {source} IN ({SQL_START_STAMPED}) THEN {start} - {CLOCK_SKEW_MS} "
+                             f"ELSE {-DAY_MS} END"),
+        "start_hi": at(time, f"CASE WHEN {source} IN ({SQL_START_STAMPED}) THEN {start} + {CLOCK_SKEW_MS} ELSE "
                              f"{per_source(1, '0')} END"),
     }
 

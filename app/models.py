@@ -57,6 +57,26 @@ class PlaySource(enum.IntEnum):
     extended_history = 2  # Streaming_History_Audio_*.json / endsong_*.json
     account_data = 3  # StreamingHistory_music_*.json (names only, minute precision)
     listen = 4  # a scrobbler, through the ListenBrainz-compatible API (stamped at its start; plays.client_id)
+    # Other services' histories (app/imports/services.py); all but Apple's stamped at the start.
+    lastfm = 5
+    listenbrainz = 6  # a ListenBrainz export
+    maloja = 7
+    apple_music = 8
+    youtube_music = 9
+
+
+# How a play's source is named wherever plays are listed (history, the API's submission_client).
+SOURCE_LABELS = {
+    PlaySource.poll: "Spotify (recently played)",
+    PlaySource.extended_history: "Spotify export",
+    PlaySource.account_data: "Spotify account data",
+    PlaySource.listen: "ListenBrainz API",
+    PlaySource.lastfm: "Last.fm",
+    PlaySource.listenbrainz: "ListenBrainz",
+    PlaySource.maloja: "Maloja",
+    PlaySource.apple_music: "Apple Music",
+    PlaySource.youtube_music: "YouTube Music",
+}
 
 
 def _values(enum_cls) -> str:

@@ -318,3 +318,28 @@ def test_web_players_may_call_the_api_from_their_own_pages(server):
     listens = requests.get(f"{server.url}/1/user/nobody/listens", headers={"Origin": "https://player.example"},
                            timeout=10)
     assert listens.status_code == 404 and listens.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_scrobbles_known_only_by_names_then_spotify_export_of_the_same_plays_add_once(app, db_conn, server, importer):
+    """A scrobbler sent five plays by names alone (name-only tracks); Spotify's export of
+    the same plays, by track id, later: only the export's sixth play is new."""
+    from test_import_shapes import extended, zipped
+
+    sign_in(app.test_client(), "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    token, _ = _token_for(app, "sim-acct-sam")
+    ends = [1_750_000_000 + n * 900 for n in range(6)]
+    listens = [{"listened_at": end - 200, "track_metadata": {"track_name": f"Song {n}", "artist_name": "Band",
+                                                             "release_name": "Album"}}
+               for n, end in enumerate(ends[:5])]
+    assert _post(server, token, {"listen_type": "import", "payload": listens}).status_code == 200
+    assert sum(m.imported for m in merge_inbox(app.extensions["database"], uid)) == 5
+    assert db_conn.execute("SELECT count(*) FROM tracks WHERE spotify_id IS NULL").fetchone()[0] == 5
+
+    from datetime import datetime, timezone
+    rows = [extended(datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), f"Song {n}", "Band",
+                     f"spotify:track:{n:022d}") for n, end in enumerate(ends)]
+    record = importer(uid, {"my_spotify_data.zip": zipped({"Streaming_History_Audio_2025.json": rows})})
+    assert record.status == "done", record.error
+    assert (record.report["imported"], record.report["already_in_archive"]) == (1, 5)
+    assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 6

@@ -2,11 +2,12 @@
 
 The request only writes the listens to `listen_inbox` and queues one merge job for the
 user (a queueing lock keeps it to one waiting job however many requests arrive), so a
-scrobbler's request costs one insert, and a burst of them is merged in one set-based
-pass. The job merges a user's inbox the way an import is merged (imports/merge.py):
+scrobbler's request costs three statements on one psycopg connection (token and rate
+limit; clients; listens), and a burst of them is merged in one set-based pass. The job merges a user's inbox the way an import is merged (imports/merge.py):
 tracks found by Spotify id, ISRC or names, the same play already archived (polled,
 imported, scrobbled by another player) not counted again, by matching.py's rule for
-start-stamped plays. Listens show up in the archive within seconds.
+start-stamped plays. Listens show up in the archive within seconds (MERGE_DELAY_S, then
+the merge itself).
 
 playing_now is kept apart, one row per user until it expires, and never becomes a play.
 """
@@ -16,17 +17,21 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .. import queue
 from ..imports.merge import STAGE, Merged, merge
-from ..models import PlaySource, User
+from ..limits import Limit, Usage
+from ..models import PlaySource
 from .submit import PLAYING_NOW, Submission, playing_now_seconds
+from .tokens import TOUCH_EVERY, digest
 
 log = logging.getLogger(__name__)
 
 MERGE_BATCH = 50_000  # listens per merge transaction
+MERGE_DELAY_S = 2  # how long listens gather before their merge starts
 DEFAULT_CLIENT = "ListenBrainz API"
 
 
@@ -34,71 +39,110 @@ def queueing_lock(user_id: int) -> str:
     return f"listens-{user_id}"
 
 
-def accept(session: Session, user: User, submission: Submission, *, now: datetime) -> int:
-    """Write what was submitted, in the caller's transaction; how many listens were queued."""
+def authorise(conn: psycopg.Connection, token: str, limit: Limit, *, now: datetime) -> tuple[int | None, Usage]:
+    """(the user id a live token belongs to, or None; where the token stands in its rate
+    limit), in one statement, committed without waiting for the disk (a lost count or
+    last-used time errs on the client's side). The token's last use is written at most
+    every tokens.TOUCH_EVERY."""
+    key = f"{limit.name}:token:{digest(token)[:32]}"
+    user_id, window_start, hits = conn.execute("""
+        WITH token AS (
+            SELECT id, user_id, last_used_at FROM api_tokens WHERE digest = %(digest)s AND revoked_at IS NULL
+        ), touched AS (
+            UPDATE api_tokens SET last_used_at = %(now)s
+             WHERE id = (SELECT id FROM token WHERE last_used_at IS NULL OR last_used_at <= %(touch_before)s)
+        ), counted AS (
+            INSERT INTO rate_limits AS r (key, window_start, hits) VALUES (%(key)s, %(now)s, 1)
+            ON CONFLICT (key) DO UPDATE
+               SET window_start = CASE WHEN r.window_start <= %(now)s - %(window)s THEN %(now)s ELSE r.window_start END,
+                   hits = CASE WHEN r.window_start <= %(now)s - %(window)s THEN 1 ELSE r.hits + 1 END
+            RETURNING window_start, hits
+        )
+        SELECT (SELECT user_id FROM token), window_start, hits FROM counted
+    """, {"digest": digest(token), "now": now, "touch_before": now - TOUCH_EVERY, "key": key,
+          "window": limit.window}).fetchone()
+    conn.execute("SET LOCAL synchronous_commit = off")
+    conn.commit()
+    return user_id, Usage(limit.hits, hits, window_start + limit.window)
+
+
+def accept(conn: psycopg.Connection, user_id: int, submission: Submission, *, now: datetime) -> int:
+    """Write what was submitted and commit; how many listens were queued. Two statements
+    (clients, then listens and whether a merge is waiting): this is the API's busiest path."""
     if submission.listen_type == PLAYING_NOW:
-        _playing_now(session, user, submission, now)
+        _playing_now(conn, user_id, submission, now)
+        conn.commit()
         return 0
-    clients = _client_ids(session, {listen.client or DEFAULT_CLIENT for listen in submission.listens})
     listens = submission.listens
-    session.execute(sa.text("""
-        INSERT INTO listen_inbox (user_id, client_id, listened_at, track_name, artist_name, release_name, spotify_id,
-                                  isrc, duration_ms, received_at)
-        SELECT :user_id, * , :now FROM unnest(CAST(:client AS smallint[]), CAST(:listened_at AS bigint[]),
-                                             CAST(:track AS text[]), CAST(:artist AS text[]), CAST(:release AS text[]),
-                                             CAST(:spotify_id AS text[]), CAST(:isrc AS text[]),
-                                             CAST(:duration AS integer[]))
-    """), {"user_id": user.id, "now": now,
-           "client": [clients[listen.client or DEFAULT_CLIENT] for listen in listens],
-           "listened_at": [listen.listened_at for listen in listens],
-           "track": [listen.track_name for listen in listens], "artist": [listen.artist_name for listen in listens],
-           "release": [listen.release_name for listen in listens],
-           "spotify_id": [listen.spotify_id for listen in listens], "isrc": [listen.isrc for listen in listens],
-           "duration": [listen.duration_ms for listen in listens]})
-    _queue_merge(session, user.id)
+    clients = _client_ids(conn, {listen.client or DEFAULT_CLIENT for listen in listens})
+    waiting = conn.execute("""
+        WITH added AS (
+            INSERT INTO listen_inbox (user_id, client_id, listened_at, track_name, artist_name, release_name,
+                                      spotify_id, isrc, duration_ms, received_at)
+            SELECT %(user_id)s, r.*, %(now)s
+              FROM unnest(%(client)s::smallint[], %(listened_at)s::bigint[], %(track)s::text[], %(artist)s::text[],
+                          %(release)s::text[], %(spotify_id)s::text[], %(isrc)s::text[], %(duration)s::integer[]) r
+        )
+        SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = %(lock)s AND status = 'todo')
+    """, {"user_id": user_id, "now": now, "lock": queueing_lock(user_id),
+          "client": [clients[listen.client or DEFAULT_CLIENT] for listen in listens],
+          "listened_at": [listen.listened_at for listen in listens],
+          "track": [listen.track_name for listen in listens], "artist": [listen.artist_name for listen in listens],
+          "release": [listen.release_name for listen in listens],
+          "spotify_id": [listen.spotify_id for listen in listens], "isrc": [listen.isrc for listen in listens],
+          "duration": [listen.duration_ms for listen in listens]}).fetchone()[0]
+    if not waiting:
+        _queue_merge(conn, user_id)
+    conn.commit()
     return len(listens)
 
 
-def _client_ids(session: Session, names: set[str]) -> dict[str, int]:
+def _client_ids(conn: psycopg.Connection, names: set[str]) -> dict[str, int]:
     sorted_names = sorted(names)  # a stable order: concurrent requests cannot deadlock on the upsert
-    session.execute(sa.text("INSERT INTO play_clients (name) SELECT unnest(CAST(:names AS text[])) "
-                            "ON CONFLICT (name) DO NOTHING"), {"names": sorted_names})
-    rows = session.execute(sa.text("SELECT name, id FROM play_clients WHERE name = ANY(:names)"),
-                           {"names": sorted_names})
-    return dict(rows.all())
+    # One round trip: the names already known, and the new ones as they are inserted.
+    found = dict(conn.execute("""
+        WITH known AS (SELECT name, id FROM play_clients WHERE name = ANY(%(names)s)),
+        added AS (INSERT INTO play_clients (name)
+                  SELECT n FROM unnest(%(names)s::text[]) n WHERE n NOT IN (SELECT name FROM known)
+                  ON CONFLICT (name) DO NOTHING RETURNING name, id)
+        SELECT name, id FROM known UNION ALL SELECT name, id FROM added
+    """, {"names": sorted_names}).fetchall())
+    if len(found) < len(names):  # another request added one between our look and our insert
+        found |= dict(conn.execute("SELECT name, id FROM play_clients WHERE name = ANY(%s)", (sorted_names,)).fetchall())
+    return found
 
 
-def _queue_merge(session: Session, user_id: int) -> None:
+def _queue_merge(conn: psycopg.Connection, user_id: int) -> None:
     """One waiting merge job per user: when one is queued already, it will take these
-    listens too (it reads the inbox when it starts, after this transaction commits)."""
-    lock = queueing_lock(user_id)
-    waiting = session.scalar(sa.text("SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = :lock "
-                                     "AND status = 'todo'"), {"lock": lock})
-    if waiting:
-        return
-    # Another request may queue it between that look and this insert: a savepoint keeps
+    listens too (it reads the inbox when it starts, after this transaction commits). It
+    starts MERGE_DELAY_S after the first listen that found none waiting, so that a burst
+    of requests is merged in one pass instead of one pass each: a merge's fixed cost (a
+    dozen statements and temporary tables) is far above a single listen's."""
+    # Another request may queue it between our look and this insert: a savepoint keeps
     # the unique violation from taking this request's listens with it.
     try:
-        with session.begin_nested():
-            queue.defer(queue.MERGE_LISTENS, session, {"user_id": user_id}, queueing_lock=lock)
+        with conn.transaction():
+            queue.defer(queue.MERGE_LISTENS, conn, {"user_id": user_id}, queueing_lock=queueing_lock(user_id),
+                        schedule_in={"seconds": MERGE_DELAY_S})
     except queue.AlreadyEnqueued:
         pass
 
 
-def _playing_now(session: Session, user: User, submission: Submission, now: datetime) -> None:
+def _playing_now(conn: psycopg.Connection, user_id: int, submission: Submission, now: datetime) -> None:
     listen = submission.listens[0]
-    session.execute(sa.text("""
+    conn.execute("""
         INSERT INTO playing_now (user_id, track_name, artist_name, release_name, client, spotify_id, duration_ms,
                                  started_at, expires_at)
-        VALUES (:user_id, :track, :artist, :release, :client, :spotify_id, :duration, :now, :expires)
+        VALUES (%(user_id)s, %(track)s, %(artist)s, %(release)s, %(client)s, %(spotify_id)s, %(duration)s, %(now)s,
+                %(expires)s)
         ON CONFLICT (user_id) DO UPDATE SET
             track_name = excluded.track_name, artist_name = excluded.artist_name, release_name = excluded.release_name,
             client = excluded.client, spotify_id = excluded.spotify_id, duration_ms = excluded.duration_ms,
             started_at = excluded.started_at, expires_at = excluded.expires_at
-    """), {"user_id": user.id, "track": listen.track_name, "artist": listen.artist_name,
-           "release": listen.release_name, "client": listen.client, "spotify_id": listen.spotify_id,
-           "duration": listen.duration_ms, "now": now,
-           "expires": now + timedelta(seconds=playing_now_seconds(listen))})
+    """, {"user_id": user_id, "track": listen.track_name, "artist": listen.artist_name,
+          "release": listen.release_name, "client": listen.client, "spotify_id": listen.spotify_id,
+          "duration": listen.duration_ms, "now": now,
+          "expires": now + timedelta(seconds=playing_now_seconds(listen))})
 
 
 def playing_now(session: Session, user_id: int, *, now: datetime):

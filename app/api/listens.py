@@ -11,13 +11,13 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..models import PlaySource, User
+from ..matching import SQL_START_STAMPED
+from ..models import SOURCE_LABELS, PlaySource, User
 
 DEFAULT_COUNT = 25  # ListenBrainz's DEFAULT_ITEMS_PER_GET
 MAX_COUNT = 1000  # its MAX_ITEMS_PER_GET
 MAX_TS = 2**31 - 1  # Unix seconds Postgres and clients agree on
-SOURCES = {PlaySource.poll: "Spotify (recently played)", PlaySource.extended_history: "Spotify export",
-           PlaySource.account_data: "Spotify account data", PlaySource.listen: "ListenBrainz API"}
+SPOTIFY = (PlaySource.poll, PlaySource.extended_history, PlaySource.account_data)
 
 
 class QueryError(ValueError):
@@ -62,7 +62,7 @@ def owner(session: Session, name: str, reader: User | None) -> User | None:
 
 # What was played: a listen of unknown length is stored at its start (0), a Spotify play
 # without ms_played (polled) lasted its track.
-_LENGTH = f"coalesce(p.ms_played, CASE WHEN p.source = {int(PlaySource.listen)} THEN 0 ELSE t.duration_ms END, 0)"
+_LENGTH = f"coalesce(p.ms_played, CASE WHEN p.source IN ({SQL_START_STAMPED}) THEN 0 ELSE t.duration_ms END, 0)"
 _LISTENS = """
     WITH recent AS (
         SELECT p.played_at, p.ms_played, p.source, p.track_id, p.client_id,
@@ -99,11 +99,11 @@ def listens(session: Session, user: User, win: Window) -> list[dict]:
 
 
 def _listen(user: User, row) -> dict:
-    if row.source == PlaySource.listen:
-        info = {"submission_client": row.client or SOURCES[PlaySource.listen]}
+    if row.source in SPOTIFY:
+        info = {"submission_client": SOURCE_LABELS[PlaySource(row.source)], "music_service": "spotify.com",
+                "listening_from": "spotify"}
     else:
-        info = {"submission_client": SOURCES.get(row.source, "Audiospective"),
-                "music_service": "spotify.com", "listening_from": "spotify"}
+        info = {"submission_client": row.client or SOURCE_LABELS.get(row.source, "Audiospective")}
     if row.spotify_id:
         info["spotify_id"] = f"https://open.spotify.com/track/{row.spotify_id}"
         info["origin_url"] = info["spotify_id"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from .. import scrobbles
 
 SINGLE, IMPORT, PLAYING_NOW = "single", "import", "playing_now"
 MAX_LISTEN_SIZE = 10240  # bytes per listen, on average over a request (ListenBrainz's)
@@ -22,13 +23,9 @@ MAX_REQUEST_BYTES = MAX_LISTEN_SIZE * MAX_LISTENS_PER_REQUEST
 LISTEN_MINIMUM_TS = 1033430400  # 2002-10-01: ListenBrainz refuses anything older
 ALLOWED_SKEW_S = 3600  # a listen may be stamped up to an hour ahead of the server's clock
 MAX_TAGS, MAX_TAG_LENGTH = 50, 64
-MAX_DURATION_MS = 86_400_000
 MAX_CLIENT_NAME = 100
 PLAYING_NOW_DEFAULT_S = 600  # how long "playing now" lasts when the player gives no length
 
-_SPOTIFY_TRACK = re.compile(r"(?:open\.spotify\.com/(?:intl-[a-z-]+/)?track/|spotify:track:)([A-Za-z0-9]{22})(?![A-Za-z0-9])")
-_BARE_SPOTIFY_ID = re.compile(r"[A-Za-z0-9]{22}")
-_ISRC = re.compile(r"[A-Z]{2}[A-Z0-9]{3}[0-9]{7}")
 _MBID_KEYS = ("release_mbid", "recording_mbid", "release_group_mbid", "track_mbid")
 _MBIDS_KEYS = ("artist_mbids", "work_mbids")
 
@@ -133,14 +130,16 @@ def _listen(item: Any, listen_type: str, now_s: int) -> Listen:
     _check_additional_info(info)
     for text in (track, artist, release or ""):
         _check_text(text)
-    client = next((info[k] for k in ("submission_client", "media_player", "music_service_name")
-                   if isinstance(info.get(k), str) and info[k].strip()), None)
+    client = scrobbles.client(info, MAX_CLIENT_NAME)
     if client is not None:
         _check_text(client)
-        client = " ".join(client.split())[:MAX_CLIENT_NAME]
+    duration = scrobbles.duration_ms(info)
+    if duration is False:
+        raise SubmitError(f"Value for {'duration_ms' if 'duration_ms' in info else 'duration'} is invalid, "
+                          "should be a positive integer.")
     return Listen(listened_at=listened_at, track_name=track.strip(), artist_name=artist.strip(),
                   release_name=(release.strip() or None) if release else None,
-                  spotify_id=_spotify_id(info), isrc=_isrc(info.get("isrc")), duration_ms=_duration(info),
+                  spotify_id=scrobbles.spotify_id(info), isrc=scrobbles.isrc(info.get("isrc")), duration_ms=duration,
                   client=client)
 
 
@@ -200,42 +199,6 @@ def _is_uuid(value: Any) -> bool:
         return True
     except ValueError:
         return False
-
-
-def _duration(info: dict) -> int | None:
-    if "duration_ms" in info:
-        key, scale = "duration_ms", 1
-    elif "duration" in info:
-        key, scale = "duration", 1000
-    else:
-        return None
-    value = info[key]
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise SubmitError(f"Value for {key} is invalid, should be a positive integer.")
-    ms = int(value * scale)
-    return ms if 0 < ms <= MAX_DURATION_MS else None
-
-
-def _spotify_id(info: dict) -> str | None:
-    for key in ("spotify_id", "origin_url", "spotify_track_id"):
-        value = info.get(key)
-        if not isinstance(value, str):
-            continue
-        found = _SPOTIFY_TRACK.search(value)
-        if found:
-            return found.group(1)
-        if key != "origin_url" and _BARE_SPOTIFY_ID.fullmatch(value.strip()):
-            return value.strip()
-    return None
-
-
-def _isrc(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    isrc = re.sub(r"[\s-]", "", value).upper()
-    return isrc if _ISRC.fullmatch(isrc) else None
 
 
 def playing_now_seconds(listen: Listen) -> int:

@@ -91,11 +91,11 @@ def uncovered(session: Session, user_id: int, gap: Gap) -> Gap | None:
     oldest = ms_to_datetime(gap.ends_ms)
     newest_before, imported_since = session.execute(sa.text("""
         SELECT (SELECT max(played_at) FROM plays WHERE user_id = :user_id AND played_at < :oldest
-                                                  AND source <> :listen),
+                                                  AND source IN (:poll, :extended, :account)),
                EXISTS (SELECT 1 FROM plays WHERE user_id = :user_id AND played_at >= :oldest
                                               AND source IN (:extended, :account))
     """), {"user_id": user_id, "oldest": oldest, "extended": int(PlaySource.extended_history),
-           "account": int(PlaySource.account_data), "listen": int(PlaySource.listen)}).one()
+           "account": int(PlaySource.account_data), "poll": int(PlaySource.poll)}).one()
     if imported_since:
         return None
     starts_ms = max(gap.starts_ms, datetime_to_ms(newest_before)) if newest_before else gap.starts_ms

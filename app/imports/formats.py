@@ -73,13 +73,14 @@ _EXTENDED_SOURCE = int(PlaySource.extended_history)
 
 
 class Play(NamedTuple):  # a NamedTuple, not a dataclass: one is built per row, and this is cheaper
-    played_at_ms: int  # end of the play
+    played_at_ms: int  # end of the play (its START for scrobbles: matching.START_STAMPED)
     source: int  # PlaySource
     spotify_id: str | None  # extended rows
     track_name: str
     artist_name: str  # the album artist for extended rows, not the track's
     album_name: str | None
-    ms_played: int
+    ms_played: int | None  # what was heard; for scrobbles (stamped at the start), the track's length if known
+    isrc: str | None = None
 
 
 def classify(name: str) -> tuple[str, str | None]:

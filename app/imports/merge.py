@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import psycopg
 
 from .. import archive_lock
-from ..matching import UNCERTAINTY_MS, reach_ms, sql_bounds, sql_same_play
+from ..matching import SQL_START_STAMPED, UNCERTAINTY_MS, reach_ms, sql_bounds, sql_same_play
 from ..models import PlaySource
 from .formats import Play
 from .native import NativePlay
@@ -43,9 +43,9 @@ STAGE = """
     ) ON COMMIT DROP
 """
 COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, artist_name, album_name, ms_played, "
-        "counted, track_ref) FROM STDIN")
-# Listens' played_ms is their START until their track (and so its length) is known.
-LISTEN = int(PlaySource.listen)
+        "counted, track_ref, isrc) FROM STDIN")
+# Scrobbles' played_ms is their START until their track (and so its length) is known.
+SCROBBLED = f"IN ({SQL_START_STAMPED})"
 
 
 class AccountGone(Exception):
@@ -74,18 +74,18 @@ class Stager:
 
     def add(self, row_no: int, play: Play) -> None:
         self._copy.write_row((row_no, play.source, play.played_at_ms, play.spotify_id, play.track_name,
-                              play.artist_name, play.album_name, play.ms_played, True, None))
+                              play.artist_name, play.album_name, play.ms_played, True, None, play.isrc))
         self.staged += 1
 
     def add_native(self, row_no: int, play: NativePlay) -> None:
         """A play of Audiospective's own export: names come from its catalogue later."""
         self._copy.write_row((row_no, play.source, play.played_at_ms, None, None, None, None, play.ms_played, True,
-                              play.track_ref))
+                              play.track_ref, None))
         self.staged += 1
 
     def add_skipped(self, row_no: int, played_ms: int, track_name: str) -> None:
         self._copy.write_row((row_no, int(PlaySource.extended_history), played_ms, None, track_name, None, None,
-                              None, False, None))
+                              None, False, None, None))
 
 
 @dataclass
@@ -145,7 +145,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     stage("finding tracks")
     new_tracks = _resolve_by_spotify_id(conn)
     has_names = _count(conn, "SELECT count(*) FROM import_rows WHERE spotify_id IS NULL AND NOT duplicate") > 0
-    has_listens = _count(conn, f"SELECT count(*) FROM import_rows WHERE source = {LISTEN}") > 0
+    has_listens = _count(conn, f"SELECT count(*) FROM import_rows WHERE source {SCROBBLED}") > 0
     if has_listens:
         _resolve_by_isrc(conn, user_id)
     name_only = _resolve_by_names(conn, user_id) if has_names else 0
@@ -154,7 +154,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
         conn.execute(f"""
             UPDATE import_rows r SET ms_played = coalesce(r.ms_played, t.duration_ms),
                    played_at = r.played_at + make_interval(secs => coalesce(r.ms_played, t.duration_ms, 0) / 1000.0)
-              FROM tracks t WHERE r.source = {LISTEN} AND t.id = r.track_id
+              FROM tracks t WHERE r.source {SCROBBLED} AND t.id = r.track_id
         """)
     conn.execute("CREATE INDEX ON import_rows (track_id, played_at)")
     conn.execute("ANALYZE import_rows")
@@ -192,7 +192,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
         conn.execute(f"""
             INSERT INTO listen_lengths AS l (user_id, longest_ms, unknown_length)
             SELECT %(user)s, max(ms_played), bool_or(ms_played IS NULL) FROM import_rows
-             WHERE source = {LISTEN} AND NOT duplicate AND NOT known
+             WHERE source {SCROBBLED} AND NOT duplicate AND NOT known
             HAVING count(*) > 0
             ON CONFLICT (user_id) DO UPDATE
                SET longest_ms = greatest(l.longest_ms, excluded.longest_ms),
@@ -264,20 +264,36 @@ CREDITED = """
 def _same_tracks(conn: psycopg.Connection, user_id: int) -> None:
     """import_same (track_id, same): the tracks whose plays a row of track_id may be the same
     play as: itself, and the name-only tracks of the user's that carry its names (a
-    scrobbler or account data named a track before Spotify's id for it was known)."""
-    conn.execute(f"""
+    scrobbler or account data named a track before Spotify's id for it was known).
+
+    In steps, each table analysed: joined in one statement, the planner (misled by the
+    catalogue's stale statistics right after an import) chose nested loops over lower()
+    that took a minute for 5,000 tracks."""
+    conn.execute("""
         CREATE TEMP TABLE import_same ON COMMIT DROP AS
-        WITH batch AS (SELECT DISTINCT track_id FROM import_rows WHERE track_id IS NOT NULL),
-        named AS (
-            SELECT t.id AS track_id, n.id AS same
-              FROM ({CREDITED.format(tracks="batch")}) c
-              JOIN tracks t ON t.id = c.track_id AND t.spotify_id IS NOT NULL
-              JOIN tracks n ON n.spotify_id IS NULL AND lower(n.name) = lower(t.name)
-                           AND lower(n.artist_name) = c.artist_key
-             WHERE EXISTS (SELECT 1 FROM track_totals tt WHERE tt.user_id = %(user)s AND tt.track_id = n.id)
-        )
-        SELECT track_id, track_id AS same FROM batch UNION SELECT track_id, same FROM named
+        SELECT DISTINCT track_id, track_id AS same FROM import_rows WHERE track_id IS NOT NULL
+    """)
+    conn.execute("""
+        CREATE TEMP TABLE import_name_only ON COMMIT DROP AS
+        SELECT n.id, lower(n.name) AS track_key, lower(n.artist_name) AS artist_key
+          FROM track_totals tt JOIN tracks n ON n.id = tt.track_id
+         WHERE tt.user_id = %(user)s AND n.spotify_id IS NULL
     """, {"user": user_id})
+    spotify = "FROM import_same s JOIN tracks t ON t.id = s.track_id AND t.spotify_id IS NOT NULL"
+    if _count(conn, "SELECT count(*) FROM import_name_only") and _count(conn, f"SELECT count(*) {spotify}"):
+        conn.execute(f"""
+            CREATE TEMP TABLE import_keys ON COMMIT DROP AS
+            SELECT c.track_id, lower(t.name) AS track_key, c.artist_key
+              FROM ({CREDITED.format(tracks=f"(SELECT t.id AS track_id {spotify})")}) c
+              JOIN tracks t ON t.id = c.track_id
+        """)
+        conn.execute("ANALYZE import_keys")
+        conn.execute("ANALYZE import_name_only")
+        conn.execute("""
+            INSERT INTO import_same (track_id, same)
+            SELECT DISTINCT k.track_id, n.id FROM import_keys k
+              JOIN import_name_only n ON n.track_key = k.track_key AND n.artist_key = k.artist_key
+        """)
     conn.execute("CREATE INDEX ON import_same (track_id)")
     conn.execute("ANALYZE import_same")
 

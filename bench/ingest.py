@@ -1,0 +1,180 @@
+"""Listens from other players: sustained POST /1/submit-listens through gunicorn.
+
+    python -m bench.ingest [--clients 8] [--seconds 20] [--web-workers 2] [--users 8]
+
+A private Postgres (embedded, in a temporary directory), the Procfile's web server
+(gunicorn, `--web-workers` processes of 4 threads) and one `audiospective worker`, all
+separate processes. `--clients` threads, each with its own keep-alive connection and a
+user's token (`--users` of them), send for `--seconds`:
+
+1. single listens (`listen_type: single`, one listen a request);
+2. import batches of 1,000 listens.
+
+Each phase reports requests and listens per second accepted, latency percentiles per
+request, and how long the worker then took to merge the inbox into plays (the listens
+are real plays in the archive only then): merged listens per second over the phase and
+its drain. Distinct tracks and timestamps, so every listen is a new play. The rate limit
+is raised out of the way (it still counts every request, as in production).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from cryptography.fernet import Fernet
+
+from app import create_app
+from app.api.tokens import create as create_token
+from app.config import load_settings
+from app.embedded_pg import temporary_server
+from app.migrate import upgrade
+from app.models import User
+from app.runner import wait_for_200
+from app.time import utcnow
+from bench.dashboard import percentiles
+from bench.poll_throughput import start, stop
+from bench.startup import free_port
+
+BASE_TS = 1_600_000_000
+
+
+class Client(threading.Thread):
+    """Sends one kind of request as fast as answers come, until told to stop."""
+
+    def __init__(self, url: str, token: str, number: int, batch: int, prepared: int, go: threading.Event):
+        super().__init__(daemon=True)
+        self.prepared, self.go, self.ready = prepared, go, threading.Event()
+        self.stop_at = float("inf")
+        parts = urlsplit(url)
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        self.number, self.batch = number, batch
+        self.latencies: list[float] = []
+        self.listens = 0
+        self.errors: dict[int, int] = {}
+        self.sequence = 0
+
+    def body(self) -> bytes:
+        listens = []
+        for _ in range(self.batch):
+            n = self.sequence = self.sequence + 1
+            listens.append({"listened_at": BASE_TS + self.number * 5_000_000 + n * 30,
+                            "track_metadata": {"track_name": f"Song {n % 5000}", "artist_name": f"Band {self.number}",
+                                               "release_name": f"Album {n % 400}",
+                                               "additional_info": {"duration_ms": 180_000,
+                                                                   "submission_client": "bench.ingest"}}})
+        kind = "single" if self.batch == 1 else "import"
+        return json.dumps({"listen_type": kind, "payload": listens}).encode()
+
+    def run(self) -> None:
+        # Bodies made before the clock starts: the client shares the machine's two cores.
+        bodies = [self.body() for _ in range(self.prepared)]
+        self.ready.set()
+        self.go.wait()
+        n = 0
+        while time.monotonic() < self.stop_at:
+            body = bodies[n % len(bodies)]  # after the last, the same listens again: the merge drops them
+            n += 1
+            started = time.perf_counter()
+            self.connection.request("POST", "/1/submit-listens", body=body, headers=self.headers)
+            response = self.connection.getresponse()
+            response.read()
+            self.latencies.append(time.perf_counter() - started)
+            if response.status == 200:
+                self.listens += self.batch
+            else:
+                self.errors[response.status] = self.errors.get(response.status, 0) + 1
+        self.connection.close()
+
+
+def phase(url: str, tokens: list[str], args, batch: int, conn: psycopg.Connection) -> dict:
+    plays_before = conn.execute("SELECT count(*) FROM plays").fetchone()[0]
+    go = threading.Event()
+    # Enough distinct bodies for the phase at the targets (2,000 requests/s, 20 batches/s), spread over the clients.
+    prepared = max(50, int((2000 if batch == 1 else 20) * args.seconds / args.clients))
+    clients = [Client(url, tokens[i % len(tokens)], i + (batch > 1) * args.clients, batch, prepared, go)
+               for i in range(args.clients)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.ready.wait()
+    started = time.monotonic()
+    for client in clients:
+        client.stop_at = started + args.seconds
+    go.set()
+    for client in clients:
+        client.join()
+    sent_s = time.monotonic() - started
+    while conn.execute("SELECT count(*) FROM listen_inbox").fetchone()[0]:
+        time.sleep(0.2)
+    merged_s = time.monotonic() - started
+    listens = sum(c.listens for c in clients)
+    latencies = [x for c in clients for x in c.latencies]
+    errors: dict[int, int] = {}
+    for client in clients:
+        for status, n in client.errors.items():
+            errors[status] = errors.get(status, 0) + n
+    plays = conn.execute("SELECT count(*) FROM plays").fetchone()[0] - plays_before
+    result = {"requests": len(latencies), "requests_per_s": round(len(latencies) / sent_s),
+              "listens_per_s": round(listens / sent_s), "latency_ms": percentiles(latencies),
+              "errors": errors, "plays_added": plays, "drain_s": round(merged_s - sent_s, 1),
+              "merged_listens_per_s": round(plays / merged_s)}
+    print(f"batches of {batch}: {result}", file=sys.stderr)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--web-workers", type=int, default=2)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        tmp_path = Path(tmp)
+        with temporary_server(tmp_path, "bench") as database_url:
+            upgrade(database_url)
+            env = {"DATABASE_URL": database_url, "SECRET_KEY": "bench-" + "k" * 32,
+                   "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                   "SPOTIFY_CLIENT_ID": "bench", "SPOTIFY_CLIENT_SECRET": "bench",
+                   "AUDIOSPECTIVE_DATA_DIR": str(tmp_path / "var"), "LOG_LEVEL": "WARNING",
+                   "API_REQUESTS_PER_10S": "1000000"}
+            app = create_app(settings=load_settings(env))
+            tokens = []
+            with app.extensions["database"].session() as session:
+                for i in range(args.users):
+                    user = User(spotify_id=f"bench-{i}", display_name=f"Bench {i}")
+                    session.add(user)
+                    session.flush()
+                    tokens.append(create_token(session, user, "bench", now=utcnow())[0])
+            app.extensions["database"].dispose()
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            web = start([sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers",
+                         str(args.web_workers), "--threads", "4", "--no-control-socket"], env, tmp_path / "web.log")
+            worker = start([sys.executable, "-m", "app", "worker"], env, tmp_path / "worker.log")
+            try:
+                if wait_for_200(f"{url}/healthz", lambda: web.poll() is None) is None:
+                    raise SystemExit("the web server did not start:\n" + (tmp_path / "web.log").read_text())
+                with psycopg.connect(database_url, autocommit=True) as conn:
+                    single = phase(url, tokens, args, 1, conn)
+                    batches = phase(url, tokens, args, 1000, conn)
+            finally:
+                stop(web)
+                stop(worker)
+    print(json.dumps({"clients": args.clients, "users": args.users, "seconds": args.seconds,
+                      "web_workers": args.web_workers, "single": single, "import_batches": batches}))
+
+
+if __name__ == "__main__":
+    main()
