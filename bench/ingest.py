@@ -10,6 +10,9 @@ user's token (`--users` of them), send for `--seconds`:
 1. single listens (`listen_type: single`, one listen a request);
 2. import batches of 1,000 listens.
 
+Then 3: `audiospective import` of a Last.fm CSV of `--lastfm-rows` scrobbles (as
+lastfm.ghan.nl writes it), as its own process: rows per second and its peak RSS.
+
 Each phase reports requests and listens per second accepted, latency percentiles per
 request, and how long the worker then took to merge the inbox into plays (the listens
 are real plays in the archive only then): merged listens per second over the phase and
@@ -20,7 +23,9 @@ is raised out of the way (it still counts every request, as in production).
 from __future__ import annotations
 
 import argparse
+import csv
 import http.client
+import importlib
 import json
 import sys
 import tempfile
@@ -43,6 +48,8 @@ from app.time import utcnow
 from bench.dashboard import percentiles
 from bench.poll_throughput import start, stop
 from bench.startup import free_port
+
+run_cli = importlib.import_module("bench.import").run_cli  # `import` is a keyword: the module is bench/import.py
 
 BASE_TS = 1_600_000_000
 
@@ -132,12 +139,39 @@ def phase(url: str, tokens: list[str], args, batch: int, conn: psycopg.Connectio
     return result
 
 
+def lastfm_csv(path: Path, rows: int) -> Path:
+    """A Last.fm export as lastfm.ghan.nl writes it: `rows` scrobbles, newest first, three
+    minutes apart, over 20,000 tracks by 2,000 artists (names with commas and accents)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["uts", "utc_time", "artist", "artist_mbid", "album", "album_mbid", "track", "track_mbid"])
+        for n in range(rows, 0, -1):
+            ts = BASE_TS + n * 180
+            track = (n * 7919) % 20_000
+            writer.writerow([ts, "", f"Künstler {track % 2000}", "", f"Album {track % 4000}, vol. 1", "",
+                             f"Track {track}", ""])
+    return path
+
+
+def lastfm_import(tmp_path: Path, env: dict[str, str], rows: int) -> dict:
+    """`audiospective import` of a Last.fm CSV, as its own process: rows/s and peak RSS."""
+    source = lastfm_csv(tmp_path / "scrobbles.csv", rows)
+    stdout, stderr, seconds, peak_mb = run_cli(["import", "--user", "bench-0", str(source)], env)
+    report = json.loads(stdout.strip().splitlines()[-1])["report"]
+    result = {"rows": report["rows"], "imported": report["imported"], "seconds": round(seconds, 2),
+              "rows_per_s": round(report["rows"] / seconds), "peak_rss_mb": round(peak_mb, 1),
+              "file_mb": round(source.stat().st_size / 1024**2, 1)}
+    print(f"Last.fm CSV import: {result}", file=sys.stderr)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--lastfm-rows", type=int, default=250_000, help="rows of the Last.fm CSV imported (0: none)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -172,8 +206,10 @@ def main() -> None:
             finally:
                 stop(web)
                 stop(worker)
+            imported = lastfm_import(tmp_path, env, args.lastfm_rows) if args.lastfm_rows else None
     print(json.dumps({"clients": args.clients, "users": args.users, "seconds": args.seconds,
-                      "web_workers": args.web_workers, "single": single, "import_batches": batches}))
+                      "web_workers": args.web_workers, "single": single, "import_batches": batches,
+                      "lastfm_csv_import": imported}))
 
 
 if __name__ == "__main__":

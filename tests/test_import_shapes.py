@@ -117,7 +117,7 @@ def test_an_audiobook_history_beside_the_music_is_listed_as_ignored(app, simulat
     # The same file on its own, under a name we do not know, is not taken for music either.
     loose = importer(user, {"books.json": json.dumps([{"endTime": "2024-02-01 11:00", "audiobookName": "A Book",
                                                        "msPlayed": 1_200_000}]).encode()})
-    assert loose.status == "failed" and "No streaming history found" in loose.error
+    assert loose.status == "failed" and "No listening history found" in loose.error
 
 
 def test_episodes_in_old_account_data_are_told_apart_by_the_shows_the_extended_history_names(app, simulator,

@@ -97,7 +97,7 @@ def test_uploads_need_csrf_and_files_and_the_right_kind_of_file(riley, db_conn):
     empty = riley.post("/import", data={"csrf_token": csrf_token(riley, "/import")})
     assert empty.status_code == 400 and "Choose your my_spotify_data.zip" in empty.get_data(as_text=True)
     picture = upload(riley, {"cat.png": b"\x89PNG\r\n\x1a\n"})
-    assert picture.status_code == 400 and "cat.png is neither a zip file nor a JSON file" in picture.get_data(
+    assert picture.status_code == 400 and "cat.png is not a zip, JSON or CSV file" in picture.get_data(
         as_text=True)
     assert db_conn.execute("SELECT count(*) FROM imports").fetchone()[0] == 0
 

@@ -348,7 +348,7 @@ LONE_SURROGATE = '{"ts": "2024-05-01T12:00:00Z", "ms_played": 200000, "spotify_t
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"cover.png": b"\x89PNG\r\n\x1a\n" + b"\0" * 100}, "neither a zip file nor a JSON file"),
+    ({"cover.png": b"\x89PNG\r\n\x1a\n" + b"\0" * 100}, "is not a zip, JSON or CSV file"),
     ({"my_spotify_data.zip": GOOD_ZIP[: len(GOOD_ZIP) // 2]}, "damaged or incomplete"),
     ({"my_spotify_data.zip": encrypted(GOOD_ZIP)}, "password-protected"),
     ({"my_spotify_data.zip": zip_of({"Streaming_History_Audio_bomb.json": b"[" + b" " * 50_000_000 + b"]"})},
@@ -383,7 +383,7 @@ def test_an_export_without_streaming_history_is_refused(app, simulator, importer
     user = add_users(app, simulator, ["sim-acct-jo"])["sim-acct-jo"]
     record = importer(user, {"my_spotify_data.zip": zip_of({"Spotify Account Data/Userdata.json": "{}",
                                                            "Spotify Account Data/Payments.json": "{}"})})
-    assert record.status == "failed" and "No streaming history found" in record.error
+    assert record.status == "failed" and "No listening history found" in record.error
     assert "Streaming_History_Audio" in record.error  # and it says what to upload instead
     assert counts(db_conn) == dict.fromkeys(CATALOGUE_TABLES, 0)
 
@@ -441,4 +441,4 @@ def test_users_add_then_import_then_sign_in(app, simulator, database_url, tmp_pa
     assert f"{summary['report']['imported']:,}" in page
 
     refused = cli("import", "--user", "sim-acct-jo", str(Path(__file__)), env=env)
-    assert refused.returncode == 1 and "neither a zip file nor a JSON file" in refused.stderr
+    assert refused.returncode == 1 and "is not a zip, JSON or CSV file" in refused.stderr

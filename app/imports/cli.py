@@ -18,7 +18,10 @@ from ..account.cli import user_or_fail
               help="default: plays of 30 s or more outside private sessions; finished: only plays that ran to the end.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_command(user_ref: str, rule: str, files: tuple[Path, ...]) -> None:
-    """Import Spotify data-export FILES (my_spotify_data.zip, or the JSON files in it) for a user.
+    """Import history FILES for a user: Spotify's data export (my_spotify_data.zip, or the JSON
+    files in it), an Audiospective export, or another service's (Last.fm CSV/JSON, ListenBrainz
+    zip/JSON, maloja_export_*.json, Apple Music Play Activity.csv, Google Takeout's
+    watch-history.json; docs/imports.md).
 
     The same code as the web page's import; the last line is the report as JSON. Exit status
     1 if the import was refused (the message says why; nothing was written).

@@ -56,7 +56,8 @@ PRIVATE = "private_session"
 NO_TRACK_ID = "no_track_id"
 SHORT = "short_play"
 NOT_FINISHED = "not_finished"
-SKIP_REASONS = (MALFORMED, EPISODE, AUDIOBOOK, PRIVATE, NO_TRACK_ID, SHORT, NOT_FINISHED)
+NOT_MUSIC = "not_music"  # other services' videos and non-music entries (imports/services.py)
+SKIP_REASONS = (MALFORMED, EPISODE, AUDIOBOOK, PRIVATE, NO_TRACK_ID, SHORT, NOT_FINISHED, NOT_MUSIC)
 
 _PATTERNS = [
     (re.compile(r"^streaming_history_audio_.*\.json$", re.I), EXTENDED, None),

@@ -44,6 +44,8 @@ STAGE = """
 """
 COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, artist_name, album_name, ms_played, "
         "counted, track_ref, isrc) FROM STDIN")
+# What identifies a row's track within the upload.
+ROW_KEY = "coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name))"
 # Scrobbles' played_ms is their START until their track (and so its length) is known.
 SCROBBLED = f"IN ({SQL_START_STAMPED})"
 
@@ -115,14 +117,14 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     if conn.execute("SELECT 1 FROM users WHERE id = %s FOR KEY SHARE", (user_id,)).fetchone() is None:
         raise AccountGone(f"user {user_id} was deleted during the import")
     stage("removing duplicates within the upload")
-    conn.execute("""
+    conn.execute(f"""
         CREATE TEMP TABLE import_rows ON COMMIT DROP AS
-        SELECT DISTINCT ON (source, coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name)), played_ms)
+        SELECT DISTINCT ON (source, {ROW_KEY}, played_ms)
                row_no, source, 'epoch'::timestamptz + played_ms * interval '1 millisecond' AS played_at, played_ms,
                spotify_id, track_name, artist_name, album_name, ms_played, isrc, client_id,
                NULL::integer AS track_id, false AS duplicate, false AS known
           FROM import_stage WHERE counted
-         ORDER BY source, coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name)), played_ms, row_no
+         ORDER BY source, {ROW_KEY}, played_ms, row_no
     """)
     conn.execute("ANALYZE import_rows")  # a table made by a query has no statistics: the joins below need them
     unique = _count(conn, "SELECT count(*) FROM import_rows")
@@ -341,6 +343,14 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
                  ORDER BY track_key, artist_key, name_only, track_id) n
          WHERE r.spotify_id IS NULL AND NOT r.duplicate AND r.track_id IS NULL
            AND n.track_key = lower(r.track_name) AND n.artist_key = lower(r.artist_name)
+    """)
+    # Rows that name no artist (Apple's recent play activity): by track and album name.
+    conn.execute("""
+        UPDATE import_rows r SET track_id = n.track_id
+          FROM (SELECT DISTINCT ON (track_key, album_key) * FROM import_names WHERE album_key IS NOT NULL
+                 ORDER BY track_key, album_key, name_only, track_id) n
+         WHERE r.spotify_id IS NULL AND NOT r.duplicate AND r.track_id IS NULL AND r.artist_name = ''
+           AND r.album_name IS NOT NULL AND n.track_key = lower(r.track_name) AND n.album_key = lower(r.album_name)
     """)
     unresolved = "FROM import_rows WHERE spotify_id IS NULL AND NOT duplicate AND track_id IS NULL"
     _name_only_artists(conn, f"SELECT artist_name {unresolved}")

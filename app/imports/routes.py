@@ -12,9 +12,9 @@ from ..limits import IMPORTS_PER_USER, Limited, hit
 from ..time import now
 from ..models import Import, ImportStatus
 from ..security import before_body
-from . import formats
+from . import formats, services
 from .service import create_import, queue_import, waiting_imports
-from .sources import EMPTY_ZIP_MAGIC, ZIP_MAGIC, InputError
+from .sources import EMPTY_ZIP_MAGIC, WHAT_TO_UPLOAD, ZIP_MAGIC, InputError, looks_like_csv
 
 bp = Blueprint("imports", __name__, url_prefix="/import")
 HISTORY = 20
@@ -104,6 +104,7 @@ def _context() -> dict:
     return {
         "rules": formats.RULES,
         "skip_labels": SKIP_LABELS,
+        "kind_labels": KIND_LABELS,
         "running": (ImportStatus.queued.value, ImportStatus.running.value),
         "max_upload_mb": settings.import_max_upload_bytes // 1024**2,
         "demo_export_url": f"{settings.spotify_api_url}/_sim/export/{current_user.spotify_id}.zip"
@@ -115,16 +116,18 @@ def _quick_check(file) -> str | None:
     """Refuse at once what is plainly not an export (the job checks everything else)."""
     head = file.stream.read(4096)
     file.stream.seek(0)
-    if head[:4] in (ZIP_MAGIC, EMPTY_ZIP_MAGIC) or head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"):
+    if head[:4] in (ZIP_MAGIC, EMPTY_ZIP_MAGIC) or head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{") \
+            or looks_like_csv(head, file.filename or ""):
         return None
-    return (f"{_display_name(file.filename)} is neither a zip file nor a JSON file. Upload my_spotify_data.zip as "
-            "Spotify sent it, or the JSON files inside it.")
+    return f"{_display_name(file.filename)} is not a zip, JSON or CSV file. {WHAT_TO_UPLOAD}"
 
 
 def _display_name(filename: str) -> str:
     return secure_filename(filename) or "upload"
 
 
+KIND_LABELS = {"extended": "extended streaming history", "account": "account data",
+               "audiospective": "Audiospective export", **services.NAMES}
 SKIP_LABELS = {
     "short_play": "Short plays (under 30 seconds)",
     "not_finished": "Not played to the end",
@@ -133,4 +136,5 @@ SKIP_LABELS = {
     "private_session": "Private sessions",
     "no_track_id": "Neither a Spotify track id nor a name (local files, removed tracks)",
     "malformed_row": "Rows that could not be read",
+    "not_music": "Not music (videos, YouTube outside YouTube Music, Apple Music events without a song)",
 }

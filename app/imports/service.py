@@ -31,7 +31,7 @@ from .. import queue
 from ..db import DATABASE_UNAVAILABLE, Database
 from ..models import Import, ImportChunk, ImportStatus
 from ..time import iso_from_ms
-from . import formats, native
+from . import formats, native, services
 from .merge import AccountGone, Stager, merge
 from .sources import InputError, Limits, Member, Meter, Upload, rows
 
@@ -165,9 +165,12 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
         readable = [m for m in members if m.kind != formats.IGNORED]
         if not readable:
             names = ", ".join(sorted({m.name.rsplit("/", 1)[-1] for m in members})[:5])
-            raise InputError(f"No streaming history found in what was uploaded ({names}). Spotify's export holds "
+            raise InputError(f"No listening history found in what was uploaded ({names}). Spotify's export holds "
                              "Streaming_History_Audio_*.json (extended history) or StreamingHistory_music_*.json "
-                             "(account data); an Audiospective export is audiospective-*.json.")
+                             "(account data); an Audiospective export is audiospective-*.json; a ListenBrainz export "
+                             "holds listens/<year>/<month>.jsonl; Google Takeout's YouTube history is "
+                             "watch-history.json; Apple's is Apple Music Play Activity.csv; Maloja's is "
+                             "maloja_export_*.json.")
         progress.total_bytes(sum(m.size for m in readable))
 
         counts: Counter = Counter()
@@ -216,7 +219,7 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
                             add(row_no, verdict)
                         if row_no % 2000 == 0:
                             progress.rows(row_no, meter.bytes, lambda: counts + file_counts)
-                    _refuse_if_mostly_broken(member.name, file_counts, first_problem)
+                    _refuse_if_mostly_broken(member.name, member.kind, file_counts, first_problem)
                     counts += file_counts
                     progress.file_done(member.size)
                     file_reports.append({"name": member.name, "kind": member.kind, "rows": file_counts.total()})
@@ -273,17 +276,23 @@ def _reader(member: Member, natives: list[Member], stager: Stager) -> tuple[Call
     where its rows are (ijson's path)."""
     if member.kind == formats.NATIVE:
         file_no = next(n for n, m in enumerate(natives) if m is member)
-        return (lambda row, rule: native.read_play(row, file_no)), stager.add_native, "plays.item"
+        return (lambda row, rule: native.read_play(row, file_no)), stager.add_native, member.prefix
+    if member.kind in services.READERS:
+        return services.READERS[member.kind], stager.add, member.prefix
     read = formats.read_extended if member.kind == formats.EXTENDED else formats.read_account
-    return read, stager.add, "item"
+    return read, stager.add, member.prefix
 
 
-def _refuse_if_mostly_broken(name: str, counts: Counter, first_problem: int | None) -> None:
+def _refuse_if_mostly_broken(name: str, kind: str, counts: Counter, first_problem: int | None) -> None:
     broken, rows_in_file = counts[formats.MALFORMED], counts.total()
     absolute, share = MALFORMED_TOLERANCE
     if broken > absolute and broken > share * rows_in_file:
-        raise InputError(f"{name}: {broken} of {rows_in_file} rows are not plays in Spotify's format (the first at "
-                         f"row {first_problem}); is this really a Spotify streaming history?")
+        raise InputError(f"{name}: {broken} of {rows_in_file} rows are not plays in {_format_name(kind)}'s format "
+                         f"(the first at row {first_problem}); is this really a {_format_name(kind)} history?")
+
+
+def _format_name(kind: str) -> str:
+    return services.NAMES.get(kind, "Audiospective" if kind == formats.NATIVE else "Spotify").split(" (")[0]
 
 
 def _materialise(database: Database, import_id: int, files: list[dict], workdir: Path) -> list[Source]:

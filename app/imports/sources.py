@@ -16,7 +16,9 @@ while they are still a few kilobytes of input.
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import re
 import zipfile
 import zlib
@@ -27,7 +29,10 @@ from typing import IO, Callable, Iterator
 
 import ijson
 
-from .formats import ACCOUNT, EXTENDED, IGNORED, NATIVE, NATIVE_FORMAT, classify, sniff
+from . import services
+from .formats import ACCOUNT, EXTENDED, IGNORED, NATIVE, NATIVE_FORMAT
+from .formats import classify as classify_spotify
+from .formats import sniff
 
 ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
@@ -36,10 +41,30 @@ EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 MAX_DEPTH = 16
 # No value in a streaming history comes near this (names are at most a few hundred bytes).
 MAX_STRING_BYTES = 1024**2
+# Nor any line of a CSV or JSON-lines history (a row is a few hundred bytes).
+MAX_LINE_BYTES = 1024**2
 
 
 class InputError(Exception):
     """Bad input: the message is for the person who uploaded it."""
+
+
+WHAT_TO_UPLOAD = ("Upload my_spotify_data.zip as Spotify sent it (or the JSON files inside it), a Last.fm export "
+                  "(CSV or JSON), a ListenBrainz export (zip or JSON), a Maloja export, Apple's Apple Music Play "
+                  "Activity.csv or Google Takeout's watch-history.json.")
+
+
+def classify(name: str) -> tuple[str, str | None]:
+    """(kind, why it is ignored) from a file's name: another service's history, else Spotify's."""
+    kind = services.classify(name)
+    return (kind, None) if kind else classify_spotify(name)
+
+
+def _member(name: str, kind: str, size: int, reason: str | None, opener, prefix: str | None = None) -> Member:
+    layout, default_prefix = services.LAYOUT.get(kind, (services.JSON, "plays.item" if kind == NATIVE else "item"))
+    if kind == services.LISTENBRAINZ and name.lower().endswith(".jsonl"):
+        layout = services.JSONL
+    return Member(name, kind, size, reason, opener if kind != IGNORED else None, layout, prefix or default_prefix)
 
 
 @dataclass(frozen=True)
@@ -53,10 +78,12 @@ class Member:
     """One file to read (or to list as ignored) from an upload."""
 
     name: str
-    kind: str  # EXTENDED, ACCOUNT, NATIVE or IGNORED
+    kind: str  # EXTENDED, ACCOUNT, NATIVE, one of services.KINDS, or IGNORED
     size: int
     reason: str | None = None  # why ignored
     _open: Callable[[], IO[bytes]] | None = field(default=None, repr=False)
+    layout: str = services.JSON  # JSON (items at `prefix`), JSONL or CSV
+    prefix: str = "item"
 
     def open(self) -> IO[bytes]:
         assert self._open is not None, "ignored files are never opened"
@@ -76,9 +103,10 @@ class Upload:
             self.members = self._zip_members(path, limits)
         elif text_start in ("[", "{"):
             self.members = [self._json_member(path)]
+        elif looks_like_csv(head, display_name):
+            self.members = [self._csv_member(path)]
         else:
-            raise InputError(f"{display_name} is neither a zip file nor a JSON file. Upload my_spotify_data.zip as "
-                             "Spotify sent it, or the JSON files inside it.")
+            raise InputError(f"{display_name} is not a zip, JSON or CSV file. {WHAT_TO_UPLOAD}")
 
     def close(self) -> None:
         if self._zip is not None:
@@ -86,19 +114,40 @@ class Upload:
 
     def _json_member(self, path: Path) -> Member:
         kind, reason = classify(self.display_name)
+        prefix = None
         if kind == IGNORED and reason and "never read" in reason:
-            # An unfamiliar name: look at the first row (or the object's format) before giving up on it.
+            # An unfamiliar name: look at the first row (or the object's keys) before giving up on it.
             with open(path, "rb") as f:
                 if _first_character(f.read(4096)) == "{":
                     f.seek(0)
-                    kind = NATIVE if top_level_value(f, self.display_name, "format") == NATIVE_FORMAT else IGNORED
+                    kind = _object_kind(f, self.display_name)
                 else:
                     f.seek(0)
-                    kind = sniff(_first_row(f, self.display_name)) or IGNORED
+                    first = _first_row(f, self.display_name)
+                    kind = sniff(first) or services.sniff_json(first) or IGNORED
+                    if kind == services.LASTFM_JSON:
+                        prefix = services.lastfm_prefix(first)
             if kind != IGNORED:
                 reason = None
-        return Member(self.display_name, kind, path.stat().st_size, reason,
-                      (lambda: open(path, "rb")) if kind != IGNORED else None)
+        elif kind == services.LASTFM_JSON or kind == services.YOUTUBE_MUSIC:
+            with open(path, "rb") as f:
+                prefix = services.lastfm_prefix(_first_row(f, self.display_name)) \
+                    if kind == services.LASTFM_JSON else None
+        return _member(self.display_name, kind, path.stat().st_size, reason,
+                       (lambda: open(path, "rb")) if kind != IGNORED else None, prefix)
+
+    def _csv_member(self, path: Path) -> Member:
+        kind, reason = classify(self.display_name)
+        with open(path, "rb") as f:
+            header = _first_csv_row(f, self.display_name)
+        sniffed = services.sniff_csv(header) if header else None
+        if kind == IGNORED or (kind in services.KINDS and services.LAYOUT[kind][0] != services.CSV):
+            kind, reason = (sniffed, None) if sniffed else (IGNORED, "a CSV file of no history this server knows")
+        if kind == IGNORED:
+            raise InputError(f"{self.display_name} is a CSV file, but not one this server can read: its first row "
+                             f"should be the header of a Last.fm export (uts, utc_time, artist, …) or of Apple's "
+                             f"Apple Music Play Activity.csv. {WHAT_TO_UPLOAD}")
+        return _member(self.display_name, kind, path.stat().st_size, reason, lambda: open(path, "rb"))
 
     def _zip_members(self, path: Path, limits: Limits) -> list[Member]:
         name = self.display_name
@@ -128,8 +177,12 @@ class Upload:
                 raise InputError(f"{name} looks like a zip bomb: {info.filename} would expand "
                                  f"{info.file_size // max(info.compress_size, 1)}-fold.")
             to_read += info.file_size
-            members.append(Member(info.filename, kind, info.file_size, None,
-                                  lambda info=info: _Capped(archive.open(info), info.file_size, info.filename)))
+            opener = (lambda info=info: _Capped(archive.open(info), info.file_size, info.filename))
+            prefix = None
+            if kind == services.LASTFM_JSON:
+                with opener() as f:
+                    prefix = services.lastfm_prefix(_first_row(f, info.filename))
+            members.append(_member(info.filename, kind, info.file_size, None, opener, prefix))
         if to_read > limits.max_uncompressed_bytes:
             raise InputError(f"{name} would expand to {to_read / 1024**3:.1f} GB of JSON, more than the "
                              f"{limits.max_uncompressed_bytes / 1024**3:.1f} GB this server accepts.")
@@ -143,23 +196,32 @@ class Meter:
     bytes: int = 0
 
 
-def rows(member: Member, meter: Meter | None = None, prefix: str = "item") -> Iterator:
-    """The rows of a streaming-history file, read incrementally: the items of its top-level
+def rows(member: Member, meter: Meter | None = None, prefix: str | None = None) -> Iterator:
+    """The rows of a history file, read incrementally: the items of its top-level JSON
     list, or with `prefix` (ijson's path, e.g. "plays.item") those of a list inside the
-    top-level object. Raises InputError for a file of the wrong shape, cut short or
-    otherwise not valid JSON."""
+    top-level object; a CSV file's rows as dicts by its header; a JSON-lines file's
+    objects. Raises InputError for a file of the wrong shape, cut short or otherwise not
+    valid."""
+    meter = meter or Meter()
+    if member.layout == services.CSV:
+        yield from _csv_rows(member, meter)
+        return
+    if member.layout == services.JSONL:
+        yield from _jsonl_rows(member, meter)
+        return
+    prefix = prefix or member.prefix
     # Everything inside the try: a zip member's checksum is verified when its last bytes
     # are read, which for a small file is the first read of all.
     try:
         with member.open() as raw:
-            stream = io.BufferedReader(_StructureGuard(_Metered(raw, meter or Meter()), member.name),
+            stream = io.BufferedReader(_StructureGuard(_Metered(raw, meter), member.name),
                                        buffer_size=1024 * 1024)
             first = _first_character(stream.peek(4096))
-            if prefix == "item" and first != "[":
-                raise InputError(f"{member.name} is not a Spotify streaming history: expected a list of plays, "
+            if prefix.startswith("item") and first != "[":
+                raise InputError(f"{member.name} is not a listening history: expected a list of plays, "
                                  f"found {'an object' if first == '{' else 'something else'}.")
-            if prefix != "item" and first != "{":
-                raise InputError(f"{member.name} is not an Audiospective export: expected an object.")
+            if not prefix.startswith("item") and first != "{":
+                raise InputError(f"{member.name} is not a listening history: expected an object.")
             yield from ijson.items(stream, prefix)
     except ijson.JSONError as exc:
         raise InputError(f"{member.name} is damaged: it is not valid JSON or it ends early ({exc}).") from None
@@ -311,21 +373,132 @@ class _Capped(io.RawIOBase):
         super().close()
 
 
+def looks_like_csv(head: bytes, name: str) -> bool:
+    """A CSV file: named so, or text whose first row is the header of one this server reads
+    (JSON and zips are recognised first)."""
+    if name.lower().endswith(".csv"):
+        return True
+    line = head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0]
+    try:
+        cells = next(csv.reader([line.decode("utf-8")]), [])
+    except (UnicodeDecodeError, csv.Error):
+        return False
+    return services.sniff_csv(cells) is not None
+
+
+def _object_kind(stream: IO[bytes], name: str) -> str:
+    """A JSON file that is an object: Audiospective's export, Maloja's, or ListenBrainz's
+    JSON lines (an object per line)."""
+    head = stream.read(MAX_LINE_BYTES)
+    stream.seek(0)
+    if top_level_value(stream, name, "format") == NATIVE_FORMAT:
+        return NATIVE
+    stream.seek(0)
+    if top_level_value(stream, name, "maloja", kinds=("start_map",)) is not None:
+        return services.MALOJA
+    first_line = head.split(b"\n", 1)[0]
+    try:
+        first = json.loads(first_line)
+    except (ValueError, RecursionError):
+        return IGNORED
+    return services.LISTENBRAINZ if services.sniff_json(first) == services.LISTENBRAINZ else IGNORED
+
+
+def _first_csv_row(stream: IO[bytes], name: str) -> list[str] | None:
+    """The first row's cells (its header, usually): only the first line is decoded, so a
+    damaged byte further down is reported where it is, when the rows are read."""
+    line = stream.readline(MAX_LINE_BYTES)
+    try:
+        return next(csv.reader([line.decode("utf-8-sig", errors="replace")]), None)
+    except csv.Error:
+        return None
+
+
+def _csv_rows(member: Member, meter: Meter) -> Iterator[dict]:
+    to_dict = services.CsvRows(member.kind)
+    line = 0
+    try:
+        with member.open() as raw:
+            text = io.TextIOWrapper(io.BufferedReader(_LineGuard(_Metered(raw, meter), member.name)),
+                                    encoding="utf-8-sig", newline="")
+            for line, cells in enumerate(csv.reader(text, strict=False), start=1):
+                row = to_dict(cells)
+                if row is not None:
+                    yield row
+    except csv.Error as exc:
+        raise InputError(f"{member.name} is damaged at line {line + 1}: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{member.name} is damaged: it holds bytes that are not UTF-8 text (near line {line + 1}, "
+                         f"{exc.reason}). Export it again.") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise InputError(f"{member.name} could not be read from the zip ({exc}); the zip is damaged.") from None
+
+
+def _jsonl_rows(member: Member, meter: Meter) -> Iterator:
+    """One object per line; a line that is not one is a row that cannot be read (None)."""
+    try:
+        with member.open() as raw:
+            stream = io.BufferedReader(_LineGuard(_Metered(raw, meter), member.name), buffer_size=1024 * 1024)
+            for line in stream:
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except (ValueError, RecursionError):
+                    yield None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise InputError(f"{member.name} could not be read from the zip ({exc}); the zip is damaged.") from None
+
+
+class _LineGuard(io.RawIOBase):
+    """Passes a text stream on, raising InputError when a line runs longer than
+    MAX_LINE_BYTES: the csv and line readers hold a whole line (and a CSV line may hold
+    millions of empty fields), so memory stays bounded."""
+
+    def __init__(self, inner: IO[bytes], name: str):
+        self._inner, self._name, self._since_newline = inner, name, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._inner.read(min(len(buffer), MAX_LINE_BYTES))  # so no line hides inside one read
+        first = data.find(b"\n")
+        if first < 0:
+            self._since_newline += len(data)
+        else:
+            longest = self._since_newline + first
+            self._since_newline = len(data) - data.rfind(b"\n") - 1
+            if longest > MAX_LINE_BYTES:
+                self._since_newline = longest
+        if self._since_newline > MAX_LINE_BYTES:
+            raise InputError(f"{self._name} is not a listening history: it has a line longer than "
+                             f"{MAX_LINE_BYTES // 1024**2} MB.")
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
 def _first_character(data: bytes) -> str:
     text = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     return chr(text[0]) if text else ""
 
 
-def top_level_value(stream: IO[bytes], name: str, key: str, *, within: int = 64):
+def top_level_value(stream: IO[bytes], name: str, key: str, *, within: int = 64,
+                    kinds: tuple[str, ...] = ("string", "number", "boolean", "null")):
     """The value of `key` in a JSON file's top-level object if it comes among its first
-    `within` parse events (scalars only), else None: how a file says what it is."""
+    `within` parse events (scalars only, or the events `kinds` name: "start_map" gives
+    None as the value, so test for the key), else None: how a file says what it is."""
     try:
         parser = ijson.parse(io.BufferedReader(_StructureGuard(stream, name), buffer_size=64 * 1024))
         for n, (path, event, value) in enumerate(parser):
             if n == 0 and event != "start_map":
                 return None
-            if path == key and event in ("string", "number", "boolean", "null"):
-                return value
+            if path == key and event in kinds:
+                return value if event in ("string", "number", "boolean", "null") else event
             if n >= within:
                 return None
     except (ijson.JSONError, UnicodeDecodeError):
