@@ -211,3 +211,29 @@ def test_a_listenbrainz_zip_with_deeply_nested_lines_reads_them_as_broken_rows(a
     record = importer(uid, {"lb.zip": buffer.getvalue()})
     assert record.status == "done" and record.report["skipped"] == {"malformed_row": 1}
     assert record.report["imported"] == 1 and record.report["duplicate_in_upload"] == 39
+
+
+def test_history_shows_each_plays_source_and_filters_by_it(app, client, db_conn, importer):
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    importer(uid, {"scrobbles.csv": lastfm_csv()})
+    later = [(ts + 30 * DAY, f"Later {track}", artist, album) for ts, track, artist, album in HISTORY[:4]]
+    lines = "\n".join(json.dumps(listenbrainz_listen(*row)) for row in later)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("listens/2024/7.jsonl", lines)
+    assert importer(uid, {"lb.zip": buffer.getvalue()}).report["imported"] == 4
+
+    everything = client.get("/history").get_data(as_text=True)
+    assert everything.count('class="play-source source-5"') == 10 and everything.count(">Last.fm</span>") == 10
+    assert everything.count(">ListenBrainz</span>") == 4
+    only_lastfm = client.get("/history?source=lastfm").get_data(as_text=True)
+    assert only_lastfm.count('class="play-source') == 10 and "Later Track" not in only_lastfm
+    assert '<option value="lastfm" selected>' in only_lastfm
+    only_lb = client.get("/history?source=listenbrainz&q=Later").get_data(as_text=True)
+    assert only_lb.count('class="play-source') == 4
+    none = client.get("/history?source=maloja").get_data(as_text=True)
+    assert "No plays from Maloja" in none
+    bad = client.get("/history?source=%27%3B--")
+    assert bad.status_code == 400 and "no such source" in bad.get_data(as_text=True)
+    assert client.get("/history/more?source=nope").status_code == 400

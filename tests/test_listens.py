@@ -89,6 +89,8 @@ def test_liblistenbrainz_submits_single_import_and_playing_now_and_reads_them_ba
     shown = client.get("/dashboard").get_data(as_text=True)
     assert "Playing now: <strong>Now Song</strong> by Now Band" in shown and "via Web Scrobbler" in shown
     assert "Now Song" in client.get("/dashboard/playing-now").get_data(as_text=True)
+    listed = client.get("/history?source=scrobblers").get_data(as_text=True)
+    assert ">Pano Scrobbler</span>" in listed and ">multi-scrobbler</span>" in listed
     freeze(simulator, int(app.extensions["clock"]().timestamp() * 1000) + 201_000)
     assert "Now Song" not in client.get("/dashboard/playing-now").get_data(as_text=True)
     assert lb.get_playing_now("sim-acct-sam") is None

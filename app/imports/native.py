@@ -34,8 +34,7 @@ from .formats import MALFORMED, _clean, _count, _storable
 from .sources import InputError, Member, rows, top_level_value
 
 VERSION = 1
-SOURCES = {"poll": int(PlaySource.poll), "extended_history": int(PlaySource.extended_history),
-           "account_data": int(PlaySource.account_data)}
+SOURCES = {source.name: int(source) for source in PlaySource}  # as exports/files.py writes them
 MAX_ID = 2**31 - 1
 FILE_SHIFT = 32  # references are (file number << 32) | the file's id: ids only mean something in their file
 MAX_GENRES = 50

@@ -15,10 +15,22 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..models import SOURCE_LABELS, PlaySource
 from ..time import datetime_to_ms, ms_to_datetime
 
 PAGE = 50
 MAX_MATCHES = 5000
+
+# The History page's source filter: key -> (label, the plays.source values it covers).
+SOURCES = {
+    "spotify": ("Spotify", (PlaySource.poll, PlaySource.extended_history, PlaySource.account_data)),
+    "scrobblers": ("Other players (API)", (PlaySource.listen,)),
+    "lastfm": ("Last.fm", (PlaySource.lastfm,)),
+    "listenbrainz": ("ListenBrainz", (PlaySource.listenbrainz,)),
+    "maloja": ("Maloja", (PlaySource.maloja,)),
+    "apple": ("Apple Music", (PlaySource.apple_music,)),
+    "youtube": ("YouTube Music", (PlaySource.youtube_music,)),
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,12 @@ class Row:
     image_url: str | None
     ms_played: int | None
     source: int
+    client: str | None  # the player that submitted a listen
+
+    @property
+    def source_label(self) -> str:
+        """Where the play came from, as the page shows it ("Spotify export", "Pano Scrobbler")."""
+        return self.client or SOURCE_LABELS.get(self.source, "Unknown")
 
 
 _ROW = """
@@ -68,28 +86,34 @@ _ROW = """
                                      ORDER BY ta.position)
                        FROM track_artists ta JOIN artists a ON a.id = ta.artist_id WHERE ta.track_id = t.id),
                     '[]'::json) AS artists,
-           al.id AS album_id, al.name AS album, al.spotify_id AS album_spotify_id, al.image_url, p.ms_played, p.source
+           al.id AS album_id, al.name AS album, al.spotify_id AS album_spotify_id, al.image_url, p.ms_played, p.source,
+           (SELECT name FROM play_clients WHERE id = p.client_id) AS client
       FROM plays p JOIN tracks t ON t.id = p.track_id LEFT JOIN albums al ON al.id = t.album_id
 """
+_IN_SOURCES = "AND (CAST(:sources AS smallint[]) IS NULL OR p.source = ANY(CAST(:sources AS smallint[])))"
 
 
 def page(conn: Connection, uid: int, cursor: Cursor | None, *, track_ids: list[int] | None = None,
-         limit: int = PAGE) -> tuple[list[Row], Cursor | None]:
-    """One page of plays before `cursor`, and the cursor of the next page (None: no more)."""
+         source: str | None = None, limit: int = PAGE) -> tuple[list[Row], Cursor | None]:
+    """One page of plays before `cursor` (from one of SOURCES, if `source` names one), and
+    the cursor of the next page (None: no more)."""
     before = cursor or Cursor(datetime(9999, 1, 1, tzinfo=timezone.utc), 0)
+    sources = [int(s) for s in SOURCES[source][1]] if source else None
     if track_ids is None:
         rows = conn.execute(sa.text(f"""{_ROW}
-             WHERE p.user_id = :uid AND (p.played_at, p.track_id) < (:before, :before_track)
+             WHERE p.user_id = :uid AND (p.played_at, p.track_id) < (:before, :before_track) {_IN_SOURCES}
              ORDER BY p.played_at DESC, p.track_id DESC LIMIT :limit
-        """), {"uid": uid, "before": before.played_at, "before_track": before.track_id, "limit": limit + 1}).all()
+        """), {"uid": uid, "before": before.played_at, "before_track": before.track_id, "limit": limit + 1,
+               "sources": sources}).all()
     else:
-        rows = _search_page(conn, uid, before, track_ids, limit + 1)
+        rows = _search_page(conn, uid, before, track_ids, limit + 1, sources)
     result = [Row(*r) for r in rows[:limit]]
     more = len(rows) > limit
     return result, (Cursor(result[-1].played_at, result[-1].track_id) if more and result else None)
 
 
-def _search_page(conn: Connection, uid: int, before: Cursor, track_ids: list[int], want: int) -> list:
+def _search_page(conn: Connection, uid: int, before: Cursor, track_ids: list[int], want: int,
+                 sources: list[int] | None) -> list:
     if not track_ids:
         return []
     months = conn.execute(sa.text("""
@@ -101,10 +125,11 @@ def _search_page(conn: Connection, uid: int, before: Cursor, track_ids: list[int
         month_end = (month + timedelta(days=32)).replace(day=1)
         found += conn.execute(sa.text(f"""{_ROW}
              WHERE p.user_id = :uid AND p.played_at >= :month AND p.played_at < :month_end
-               AND (p.played_at, p.track_id) < (:before, :before_track) AND p.track_id = ANY(:ids)
+               AND (p.played_at, p.track_id) < (:before, :before_track) AND p.track_id = ANY(:ids) {_IN_SOURCES}
              ORDER BY p.played_at DESC, p.track_id DESC LIMIT :limit
         """), {"uid": uid, "month": month, "month_end": month_end, "before": before.played_at,
-               "before_track": before.track_id, "ids": track_ids, "limit": want - len(found)}).all()
+               "before_track": before.track_id, "ids": track_ids, "limit": want - len(found),
+               "sources": sources}).all()
         if len(found) >= want:
             break
     return found

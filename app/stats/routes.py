@@ -110,12 +110,15 @@ def entity(kind: str, entity_id: int):
 # --- history ---------------------------------------------------------------------------------
 
 
-def _history_args() -> tuple[str, history.Cursor | None, str | None]:
-    """(search, where to start, what is wrong with the request, if anything)."""
+def _history_args() -> tuple[str, history.Cursor | None, str | None, str | None]:
+    """(search, where to start, the source filter, what is wrong with the request, if anything)."""
     query = (request.args.get("q") or "").strip()[:100]
     cursor = history.Cursor.decode(request.args.get("cursor"))
+    source = request.args.get("source") or None
     problem = None
-    if cursor is None and request.args.get("cursor"):
+    if source is not None and source not in history.SOURCES:
+        source, problem = None, "There is no such source; here are plays from every source."
+    elif cursor is None and request.args.get("cursor"):
         problem = "That link to a page of your history is broken; here are your latest plays."
     elif cursor is None and request.args.get("date"):
         try:
@@ -125,32 +128,33 @@ def _history_args() -> tuple[str, history.Cursor | None, str | None]:
             cursor = history.Cursor.at(local_midnight(day + timedelta(days=1), zone(current_user.timezone)))
         except (ValueError, OverflowError):
             problem = "That is not a date."
-    return query, cursor, problem
+    return query, cursor, source, problem
 
 
-def _history_page(query: str, cursor: history.Cursor | None):
+def _history_page(query: str, cursor: history.Cursor | None, source: str | None):
     with get_database().reading() as conn:
         track_ids = history.matching_tracks(conn, current_user.id, query) if query else None
-        return history.page(conn, current_user.id, cursor, track_ids=track_ids)
+        return history.page(conn, current_user.id, cursor, track_ids=track_ids, source=source)
 
 
 @bp.get("/history")
 @login_required
 def history_page():
-    query, cursor, problem = _history_args()
-    rows, next_cursor = _history_page(query, cursor)
+    query, cursor, source, problem = _history_args()
+    rows, next_cursor = _history_page(query, cursor, source)
     return render_template("stats/history.html", rows=rows, next_cursor=next_cursor, query=query, problem=problem,
-                           date_value=request.args.get("date", ""), previous_day=None), 400 if problem else 200
+                           date_value=request.args.get("date", ""), previous_day=None, source=source,
+                           sources=history.SOURCES), 400 if problem else 200
 
 
 @bp.get("/history/more")
 @login_required
 def history_more():
     """The next page of rows, and a new sentinel that loads the one after when revealed."""
-    query, cursor, problem = _history_args()
+    query, cursor, source, problem = _history_args()
     if problem:
         return error_problem("That page cannot be loaded", problem, status=400)
-    rows, next_cursor = _history_page(query, cursor)
+    rows, next_cursor = _history_page(query, cursor, source)
     previous = cursor.played_at.astimezone(zone(current_user.timezone)).strftime("%Y-%m-%d") if cursor else None
     return render_template("stats/_history_rows.html", rows=rows, next_cursor=next_cursor, query=query,
-                           previous_day=previous)
+                           previous_day=previous, source=source)
