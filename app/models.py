@@ -402,7 +402,7 @@ class Export(Base):
     __tablename__ = "exports"
     __table_args__ = (
         sa.CheckConstraint(f"status IN ({_values(ExportStatus)})", name="status"),
-        sa.CheckConstraint("format IN ('json', 'csv', 'spotify', 'pdf')", name="format"),
+        sa.CheckConstraint("format IN ('json', 'csv', 'spotify', 'pdf', 'listenbrainz')", name="format"),
         sa.Index("ix_exports_user_id_created_at", "user_id", "created_at"),
         sa.Index("ix_exports_expires_at", "expires_at"),
     )

@@ -185,6 +185,43 @@ def test_spotify_shape_round_trips_through_the_importer(app, archive, importer, 
     assert len(archive_plays(db_conn, sam)) == len(plays)
 
 
+def test_listenbrainz_format_is_its_user_export_and_round_trips(app, archive, importer, db_conn):
+    """listens/<year>/<month>.jsonl by the month each play started, `listened_at` the start;
+    into a fresh archive it gives the same plays, into the original one nothing new."""
+    sam = archive["sim-acct-sam"]
+    data = export_bytes(app, sam, "listenbrainz")
+    plays = archive_plays(db_conn, sam)
+    starts = sorted(r[0] for r in db_conn.execute("""
+        SELECT floor(extract(epoch FROM p.played_at) - coalesce(p.ms_played, t.duration_ms, 0) / 1000.0)::bigint
+          FROM plays p JOIN tracks t ON t.id = p.track_id WHERE p.user_id = %s""", (sam,)))
+    listens = []
+    with zipfile.ZipFile(io.BytesIO(data)) as exported:
+        names = exported.namelist()
+        assert names[0] == "user.json" and json.loads(exported.read("user.json"))["username"] == "sim-acct-sam"
+        for name in names[1:]:
+            match = re.fullmatch(r"listens/(\d{4})/(\d{1,2})\.jsonl", name)
+            assert match, name
+            for line in exported.read(name).decode().splitlines():
+                listen = json.loads(line)
+                started = datetime.fromtimestamp(listen["listened_at"], timezone.utc)
+                assert (started.year, started.month) == (int(match.group(1)), int(match.group(2)))
+                assert listen["track_metadata"]["track_name"] and "artist_name" in listen["track_metadata"]
+                listens.append(listen)
+    assert len(listens) == len(plays) and sorted(x["listened_at"] for x in listens) == starts
+    assert any("spotify_id" in x["track_metadata"]["additional_info"] for x in listens)
+
+    with app.extensions["database"].session() as session:
+        user = User(spotify_id="koito-bound", display_name="Fresh")
+        session.add(user)
+        session.flush()
+        fresh = user.id
+    result = importer(fresh, {"listenbrainz_koito-bound.zip": data})
+    assert result.status == "done" and result.report["imported"] == len(plays), result.report
+    assert db_conn.execute("SELECT count(*) FROM plays WHERE user_id = %s", (fresh,)).fetchone()[0] == len(plays)
+    again = importer(sam, {"listenbrainz_sam.zip": data})
+    assert again.status == "done" and again.report["imported"] == 0, again.report
+
+
 def test_expired_exports_are_deleted_with_their_files(app, archive, db_conn):
     sam = archive["sim-acct-sam"]
     export_bytes(app, sam, "csv")

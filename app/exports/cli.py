@@ -13,9 +13,9 @@ from ..account.cli import user_or_fail
 @click.command("export")
 @click.option("--user", "user_ref", required=True, metavar="ID",
               help="The user's Spotify account id (or Audiospective's numeric user id).")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "spotify", "pdf"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "spotify", "pdf", "listenbrainz"]), required=True,
               help="json: complete, re-importable; csv: one row per play; spotify: Spotify's extended-history zip; "
-                   "pdf: the listening report of the period.")
+                   "pdf: the listening report of the period; listenbrainz: ListenBrainz's export zip (for ListenBrainz, Koito).")
 @click.option("--from", "period_from", metavar="YYYY-MM-DD", help="First day (in the user's time zone).")
 @click.option("--to", "period_to", metavar="YYYY-MM-DD", help="Last day, included.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,

@@ -1,5 +1,5 @@
-"""The three export formats (docs/exports.md), each written row by row from a server-side
-cursor into a binary sink, so memory does not grow with the archive.
+"""The export formats (docs/exports.md), each written row by row from a server-side cursor
+into a binary sink, so memory does not grow with the archive.
 
     json      complete and versioned: the catalogue the plays point to, every play to the
               millisecond with its source and ms_played, the gaps. `audiospective import`
@@ -7,8 +7,10 @@ cursor into a binary sink, so memory does not grow with the archive.
     csv       one row per play for spreadsheets: RFC 4180, UTF-8 with a byte-order mark
     spotify   a zip of Streaming_History_Audio_<years>_<n>.json in Spotify's own field
               names and types, for tools that read Spotify's export (this one included)
+    listenbrainz  ListenBrainz's user export: a zip of user.json and listens/<year>/<month>.jsonl,
+              one listen a line, stamped at its start; what ListenBrainz and Koito import
 
-All three read one snapshot (the caller's REPEATABLE READ transaction): the catalogue and
+All of them read one snapshot (the caller's REPEATABLE READ transaction): the catalogue and
 the plays of a JSON export agree even while polls add plays.
 """
 
@@ -19,12 +21,13 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import IO, Callable, Iterator
 
 import psycopg
 
-from ..models import PlaySource
+from ..matching import SQL_START_STAMPED
+from ..models import SOURCE_LABELS, PlaySource
 
 FORMAT_VERSION = 1
 FETCH_ROWS = 5000
@@ -243,4 +246,62 @@ def write_spotify(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progre
                 progress(rows)
         if batch:
             write_file()
+    return rows
+
+
+# --- ListenBrainz --------------------------------------------------------------------------------
+
+LISTENBRAINZ_SPOTIFY = (int(PlaySource.poll), int(PlaySource.extended_history), int(PlaySource.account_data))
+
+
+def write_listenbrainz(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progress: Progress, *,
+                       header: dict) -> int:
+    """ListenBrainz's user export layout: `user.json`, then `listens/<year>/<month>.jsonl`
+    by the month (UTC) each listen STARTED, one listen a line, as ListenBrainz writes them:
+    `listened_at` the start in Unix seconds (the archive's end less what was played, or the
+    track's length), `track_metadata` with names, and in `additional_info` the length,
+    Spotify link, ISRC and where the play came from. Plays stream in order of their end,
+    so a month's file is written once no later play can have started in it (a play lasts
+    less than a day)."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    rows = 0
+    pending: dict[tuple[int, int], list[str]] = {}
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        archive.writestr("user.json", dumps({"user_id": scope.user_id, "username": header["user"]["spotify_id"]}))
+
+        def flush(before: tuple[int, int] | None) -> None:
+            for month in sorted(m for m in pending if before is None or m < before):
+                with archive.open(f"listens/{month[0]}/{month[1]}.jsonl", "w", force_zip64=True) as member:
+                    member.write(("\n".join(pending.pop(month)) + "\n").encode("utf-8"))
+
+        for (started, day_before, ended, length, source, track, artists, album, spotify_id, isrc,
+             client) in _plays(conn, scope, f"""
+                floor(extract(epoch FROM p.played_at) - coalesce(p.ms_played, CASE WHEN p.source IN
+                      ({SQL_START_STAMPED}) THEN 0 ELSE t.duration_ms END, 0) / 1000.0)::bigint AS started,
+                to_char((p.played_at - interval '1 day') AT TIME ZONE 'UTC', 'YYYYMM')::int,
+                extract(epoch FROM p.played_at),
+                coalesce(p.ms_played, t.duration_ms), p.source, t.name, coalesce(n.artists, t.artist_name, ''),
+                al.name, t.spotify_id, t.isrc, (SELECT name FROM play_clients WHERE id = p.client_id)"""):
+            moment = datetime.fromtimestamp(started, timezone.utc)
+            month = (moment.year, moment.month)
+            info: dict = {"submission_client": client or SOURCE_LABELS.get(source, "Audiospective")}
+            if source in LISTENBRAINZ_SPOTIFY:
+                info |= {"music_service": "spotify.com", "listening_from": "spotify"}
+            if length:
+                info["duration_ms"] = int(length)
+            if spotify_id:
+                info["spotify_id"] = info["origin_url"] = f"https://open.spotify.com/track/{spotify_id}"
+            if isrc:
+                info["isrc"] = isrc
+            metadata = {"artist_name": artists, "track_name": track, "additional_info": info}
+            if album:
+                metadata["release_name"] = album
+            pending.setdefault(month, []).append(dumps({"listened_at": started, "inserted_at": float(ended),
+                                                        "track_metadata": metadata}))
+            rows += 1
+            # Nothing ending after this play's end less a day can have started before that month.
+            flush((day_before // 100, day_before % 100))
+            if rows % FETCH_ROWS == 0:
+                progress(rows)
+        flush(None)
     return rows

@@ -56,6 +56,7 @@ FORMATS = {
     "json": Format("JSON (complete, re-importable)", "application/json", "json", True),
     "spotify": Format("Spotify's format (extended streaming history)", "application/zip", "zip", False),
     "pdf": Format("PDF report (a year in review, or any period)", "application/pdf", "pdf", False),
+    "listenbrainz": Format("ListenBrainz's format (to move to ListenBrainz or Koito)", "application/zip", "zip", False),
 }
 
 
@@ -69,7 +70,8 @@ def _write_report(conn: psycopg.Connection, scope: files.Scope, out: IO[bytes], 
                         now=now)
 
 
-WRITERS = {"csv": files.write_csv, "json": files.write_json, "spotify": files.write_spotify, "pdf": _write_report}
+WRITERS = {"csv": files.write_csv, "json": files.write_json, "spotify": files.write_spotify, "pdf": _write_report,
+           "listenbrainz": files.write_listenbrainz}
 
 
 class ExportError(ValueError):
@@ -184,8 +186,8 @@ def _write(database: Database, export_id: int, scope: files.Scope, fmt: str, hea
         total = files.count_plays(conn, scope)
         status_conn.execute("UPDATE exports SET rows_total = %s WHERE id = %s", (total, export_id))
         sink = storage.ChunkWriter(conn, export_id, gzip=FORMATS[fmt].gzip)
-        extra = {"header": header} if fmt == "json" else {"header": header, "database": database} if fmt == "pdf" \
-            else {}
+        extra = {"header": header} if fmt in ("json", "listenbrainz") else \
+            {"header": header, "database": database} if fmt == "pdf" else {}
         rows = WRITERS[fmt](conn, scope, sink, progress, **extra)
         sink.finish()
         # The export may have been deleted meanwhile: then its chunks must not outlive it.
@@ -244,7 +246,7 @@ def file_name(record: Export, spotify_id: str) -> str:
     period = "all" if not (record.period_from or record.period_to) else \
         f"{record.period_from or 'start'}_to_{record.period_to or 'now'}"
     safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", spotify_id)[:64] or "user"
-    suffix = "-spotify-format" if record.format == "spotify" else ""
+    suffix = {"spotify": "-spotify-format", "listenbrainz": "-listenbrainz-format"}.get(record.format, "")
     return f"audiospective-{safe_id}-{period}{suffix}.{FORMATS[record.format].extension}"
 
 
