@@ -751,3 +751,53 @@ class PlayingNow(Base):
     duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ShowKind(str, enum.Enum):
+    podcast = "podcast"
+    audiobook = "audiobook"
+
+
+class Show(Base):
+    """A podcast or an audiobook, as Spotify's exports name it (they carry no show id)."""
+
+    __tablename__ = "shows"
+    __table_args__ = (
+        sa.CheckConstraint(f"kind IN ({_values(ShowKind)})", name="kind"),
+        sa.Index("uq_shows_kind_name", "kind", sa.text("lower(name)"), unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    name: Mapped[str] = mapped_column(sa.Text)
+
+
+class Episode(Base):
+    """A podcast episode or an audiobook chapter: by Spotify id when the export gives one,
+    else by its name within its show."""
+
+    __tablename__ = "episodes"
+    __table_args__ = (
+        sa.Index("uq_episodes_name_only", "show_id", sa.text("lower(name)"), unique=True,
+                 postgresql_where=sa.text("spotify_id IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    spotify_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
+    show_id: Mapped[int] = mapped_column(sa.ForeignKey("shows.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+
+
+class EpisodePlay(Base):
+    """Listening to an episode or chapter (app/podcasts): kept apart from `plays`, so music
+    statistics and their rollups never count it. Imports only: Spotify's recently played
+    lists no episodes."""
+
+    __tablename__ = "episode_plays"
+    __table_args__ = (sa.PrimaryKeyConstraint("user_id", "played_at", "episode_id", name="pk_episode_plays"),)
+
+    played_at: Mapped[datetime] = mapped_column(TimestampMs)  # the end, as Spotify stamps it
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    episode_id: Mapped[int] = mapped_column(sa.ForeignKey("episodes.id"), index=True)
+    ms_played: Mapped[int] = mapped_column(sa.Integer)
+    source: Mapped[int] = mapped_column(sa.SmallInteger)

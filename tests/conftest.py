@@ -210,6 +210,17 @@ def importer(app):
     return import_files
 
 
+def new_user(app, spotify_id: str) -> int:
+    """A user known only to this instance (as `audiospective users add` makes one)."""
+    from app.models import User
+
+    with app.extensions["database"].session() as session:
+        user = User(spotify_id=spotify_id, display_name=spotify_id)
+        session.add(user)
+        session.flush()
+        return user.id
+
+
 def add_users(app, simulator: Simulator, keys) -> dict[str, int]:
     """Users signed in as these simulator accounts, without the browser round trip."""
     from app.auth.signin import sign_in as sign_in_profile

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import requests
-from conftest import ServerThread, add_users, cli, freeze, http_sign_in, wait_for
+from conftest import ServerThread, add_users, cli, freeze, http_sign_in, new_user, wait_for
 
 from app.archival.poll import Archivist, poll_user
 from app.exports import files
@@ -166,11 +166,7 @@ def test_spotify_shape_round_trips_through_the_importer(app, archive, importer, 
         assert row["spotify_track_uri"] is None or re.fullmatch(r"spotify:track:[0-9A-Za-z]{22}",
                                                                 row["spotify_track_uri"])
     # Into a fresh archive: the same plays, to the second.
-    with app.extensions["database"].session() as session:
-        user = User(spotify_id="fresh-instance-user", display_name="Fresh")
-        session.add(user)
-        session.flush()
-        fresh = user.id
+    fresh = new_user(app, "fresh-instance-user")
     result = importer(fresh, {"my_spotify_data.zip": data})
     assert result.status == "done", result.error
     assert result.report["imported"] == len(plays), result.report
@@ -210,11 +206,7 @@ def test_listenbrainz_format_is_its_user_export_and_round_trips(app, archive, im
     assert len(listens) == len(plays) and sorted(x["listened_at"] for x in listens) == starts
     assert any("spotify_id" in x["track_metadata"]["additional_info"] for x in listens)
 
-    with app.extensions["database"].session() as session:
-        user = User(spotify_id="koito-bound", display_name="Fresh")
-        session.add(user)
-        session.flush()
-        fresh = user.id
+    fresh = new_user(app, "koito-bound")
     result = importer(fresh, {"listenbrainz_koito-bound.zip": data})
     assert result.status == "done" and result.report["imported"] == len(plays), result.report
     assert db_conn.execute("SELECT count(*) FROM plays WHERE user_id = %s", (fresh,)).fetchone()[0] == len(plays)

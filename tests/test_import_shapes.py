@@ -121,7 +121,7 @@ def test_an_audiobook_history_beside_the_music_is_listed_as_ignored(app, simulat
 
 
 def test_episodes_in_old_account_data_are_told_apart_by_the_shows_the_extended_history_names(app, simulator,
-                                                                                          importer):
+                                                                                          importer, db_conn):
     user = add_users(app, simulator, ["sim-acct-jo"])["sim-acct-jo"]
     old_account = [account("2024-03-01 08:00", "Song", "Band"),
                    account("2024-03-01 08:30", "Episode 12: Things", "The Daily Show"),
@@ -131,8 +131,11 @@ def test_episodes_in_old_account_data_are_told_apart_by_the_shows_the_extended_h
     report = importer(user, {"my_spotify_data.zip": zipped({
         "Spotify Account Data/StreamingHistory0.json": old_account,  # read first in the zip: order must not matter
         "Spotify Extended Streaming History/Streaming_History_Audio_2024.json": history})}).report
-    assert report["skipped"] == {"podcast_episode": 3}  # the extended one, and the two listed as music
+    assert report["skipped"] == {} and report["episodes"] == 3  # the extended one, and the two listed as music
     assert report["imported"] == 2  # "Song" and "Earlier"
+    shows = db_conn.execute("SELECT s.name, count(*) FROM episode_plays p JOIN episodes e ON e.id = p.episode_id "
+                            "JOIN shows s ON s.id = e.show_id GROUP BY s.name").fetchall()
+    assert shows == [("The Daily Show", 3)]
 
 
 def test_offline_plays_that_share_a_sync_time(app, simulator, importer, db_conn):

@@ -153,7 +153,7 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_finishes(app, s
              explain=lambda: f"{database_activity(db_conn)}\nworker log:\n{second.output()[-4000:]}")
     report = db_conn.execute("SELECT report FROM imports WHERE id = %s", (import_id,)).fetchone()[0]
     assert report["rows"] == 150_000
-    assert report["imported"] + report["already_in_archive"] + report["duplicate_in_upload"] + sum(
+    assert report["imported"] + report["episodes"] + report["already_in_archive"] + report["duplicate_in_upload"] + sum(
         report["skipped"].values()) == 150_000
     assert report["already_in_archive"] == 0  # a clean restart, not a half-merged one
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == report["imported"] > 100_000

@@ -10,7 +10,8 @@ import pytest
 from app.archival.poll import Archivist, poll_user
 from conftest import ServerThread, add_users, csrf_token, freeze, http_sign_in, sign_in
 
-PANELS = ("totals", "top-tracks", "top-artists", "top-albums", "clock", "timeline", "discoveries", "habits", "genres")
+PANELS = ("totals", "top-tracks", "top-artists", "top-albums", "clock", "timeline", "discoveries", "habits", "genres",
+          "podcasts")
 
 
 @pytest.fixture

@@ -195,6 +195,21 @@ def write_json(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progress:
                to_char(g.filled_at AT TIME ZONE 'UTC', {iso})
           FROM gaps g WHERE {gap_where} ORDER BY g.starts_at""",
             lambda r: {"starts_at": r[0], "ends_at": r[1], "reason": r[2], "detected_at": r[3], "filled_at": r[4]})
+    # Podcasts and audiobooks (app/podcasts): their shows, episodes or chapters, and plays.
+    episode_where, _ = scope.where("ep")
+    heard = f"SELECT DISTINCT ep.episode_id FROM episode_plays ep WHERE {episode_where}"
+    section("shows", f"""
+        SELECT s.id, s.kind, s.name FROM shows s
+         WHERE s.id IN (SELECT e.show_id FROM episodes e WHERE e.id IN ({heard})) ORDER BY s.id""",
+            lambda r: {"id": r[0], "kind": r[1], "name": r[2]})
+    section("episodes", f"SELECT e.id, e.spotify_id, e.show_id, e.name FROM episodes e WHERE e.id IN ({heard}) "
+                        "ORDER BY e.id",
+            lambda r: {"id": r[0], "spotify_id": r[1], "show": r[2], "name": r[3]})
+    section("episode_plays", f"""
+        SELECT to_char(ep.played_at AT TIME ZONE 'UTC', {iso}), ep.episode_id, ep.ms_played, ep.source
+          FROM episode_plays ep WHERE {episode_where} ORDER BY ep.played_at, ep.episode_id""",
+            lambda r: {"played_at": r[0], "episode": r[1], "ms_played": r[2],
+                       "source": SOURCE_NAMES.get(r[3], "unknown")})
     text.write("}\n")
     text.flush()
     text.detach()

@@ -10,14 +10,20 @@ Two kinds carry music plays (docs/spotify.md, "Data export files"):
 * account data: `StreamingHistory_music_*.json` (older: `StreamingHistory<N>.json`),
   rows `{endTime: "2020-12-22 16:43", artistName, trackName, msPlayed}`: the past year
   only, names only, to the minute. The older files mix podcast episodes in, with the
-  show as `artistName`: the service skips those when the upload's extended history
-  names the show.
+  show as `artistName`: the service files those as episodes when the upload's extended
+  history names the show.
+
+Podcast episodes and audiobook chapters are kept apart from music (`EpisodePlay`, merged
+into `episode_plays`): the extended history's episode and audiobook rows, and account
+data's `StreamingHistory_podcast_N.json` (`{endTime, podcastName, episodeName,
+msPlayed}`). Their counting rule is music's (30 seconds or more, or played to the end;
+private sessions skipped); a row that names no show or episode is skipped as before.
 
 Audiospective's own JSON export (`audiospective-*.json`, or any JSON object whose
 `format` is "audiospective") is read by native.py: its plays are the archive's as they
 were, and no counting rule applies to them.
 
-Everything else (video, podcast and audiobook histories, `Userdata.json`,
+Everything else (video histories, account data's audiobook files, `Userdata.json`,
 `Payments.json`, …) is never opened: it is listed in the report as ignored. A JSON file
 with a name we do not know is read only if its first row has the fields of a play.
 
@@ -39,6 +45,7 @@ from ..time import end_time_ms, ts_ms
 EXTENDED = "extended"
 ACCOUNT = "account"
 NATIVE = "audiospective"  # this app's own JSON export (imports/native.py)
+ACCOUNT_PODCAST = "account_podcast"  # StreamingHistory_podcast_N.json
 IGNORED = "ignored"
 NATIVE_FORMAT = "audiospective"  # its top-level "format"
 
@@ -66,11 +73,28 @@ _PATTERNS = [
     (re.compile(r"^streaminghistory\d*\.json$", re.I), ACCOUNT, None),
     (re.compile(r"^audiospective-.*\.json$", re.I), NATIVE, None),
     (re.compile(r"^streaming_?history_video_.*\.json$", re.I), IGNORED, "video streams are not music plays"),
-    (re.compile(r"^streaminghistory_podcast_\d+\.json$", re.I), IGNORED, "podcast history is not music plays"),
+    (re.compile(r"^streaminghistory_podcast_\d+\.json$", re.I), ACCOUNT_PODCAST, None),
     (re.compile(r"^streaming_?history_?audiobook.*\.json$", re.I), IGNORED, "audiobook history is not music plays"),
 ]
 _BAD_TEXT = str.maketrans("", "", "\x00")  # Postgres text cannot hold NUL
 _EXTENDED_SOURCE = int(PlaySource.extended_history)
+
+
+PODCAST, AUDIOBOOK_KIND = 1, 2  # EpisodePlay.kind, as staged (import_stage.episode_kind)
+
+
+class EpisodePlay(NamedTuple):
+    """Listening to a podcast episode or an audiobook chapter: kept, apart from music
+    (app/podcasts). The counting rule is music's: 30 seconds or more (or, under the
+    "finished" rule, played to the end), outside private sessions."""
+
+    played_at_ms: int  # end of the play
+    source: int
+    kind: int  # PODCAST or AUDIOBOOK_KIND
+    show: str
+    episode: str
+    spotify_id: str | None  # the episode's or chapter's
+    ms_played: int
 
 
 class Play(NamedTuple):  # a NamedTuple, not a dataclass: one is built per row, and this is cheaper
@@ -102,6 +126,8 @@ def sniff(first_row: Any) -> str | None:
             return EXTENDED
         if "endTime" in first_row and "msPlayed" in first_row and "trackName" in first_row:
             return ACCOUNT
+        if "endTime" in first_row and "msPlayed" in first_row and "podcastName" in first_row:
+            return ACCOUNT_PODCAST
     return None
 
 
@@ -121,9 +147,11 @@ def read_extended(row: Any, rule: str) -> Play | str:
         if value is not None and (type(value) is not str or not _storable(value)):
             return MALFORMED
     if get("spotify_episode_uri") or get("episode_name") or get("episode_show_name"):
-        return EPISODE
+        return _episode(row, ts, ms_played, rule, PODCAST, "episode_show_name", "episode_name", "spotify_episode_uri",
+                        "spotify:episode:", EPISODE)
     if get("audiobook_uri") or get("audiobook_chapter_uri") or get("audiobook_title"):
-        return AUDIOBOOK
+        return _episode(row, ts, ms_played, rule, AUDIOBOOK_KIND, "audiobook_title", "audiobook_chapter_title",
+                        "audiobook_chapter_uri", "spotify:chapter:", AUDIOBOOK)
     if get("incognito_mode") is True:
         return PRIVATE
     track_id = uri[14:] if uri and len(uri) == 36 and uri.startswith("spotify:track:") else ""
@@ -145,6 +173,49 @@ def read_extended(row: Any, rule: str) -> Play | str:
         album_name=_clean(album),
         ms_played=ms_played,
     )
+
+
+def _episode(row: dict, ts: int, ms_played: int, rule: str, kind: int, show_key: str, name_key: str, uri_key: str,
+             uri_prefix: str, unnamed: str) -> EpisodePlay | str:
+    """An extended row of an episode or chapter: kept when it names its show and itself."""
+    show, name, uri = row.get(show_key), row.get(name_key), row.get(uri_key)
+    for value in (show, name, uri):
+        if value is not None and (type(value) is not str or not _storable(value)):
+            return MALFORMED
+    if not _clean(show) or not _clean(name):
+        return unnamed  # nothing to file it under
+    if row.get("incognito_mode") is True:
+        return PRIVATE
+    if rule == "finished":
+        if row.get("reason_end") != "trackdone":
+            return NOT_FINISHED
+    elif ms_played < MIN_MS:
+        return SHORT
+    spotify_id = uri[len(uri_prefix):] if uri and uri.startswith(uri_prefix) else None
+    if spotify_id is not None and not (spotify_id.isalnum() and spotify_id.isascii() and len(spotify_id) <= 64):
+        spotify_id = None
+    return EpisodePlay(ts, _EXTENDED_SOURCE, kind, _clean(show), _clean(name), spotify_id, ms_played)
+
+
+def read_account_podcast(row: Any, rule: str) -> EpisodePlay | str:
+    """StreamingHistory_podcast_N.json: `{endTime, podcastName, episodeName, msPlayed}`."""
+    if not isinstance(row, dict):
+        return MALFORMED
+    end, ms_played = end_time_ms(row.get("endTime")), _count(row.get("msPlayed"))
+    show, name = row.get("podcastName"), row.get("episodeName")
+    if end is None or ms_played is None or ms_played >= 2**31 or not isinstance(show, str) or \
+            not isinstance(name, str) or not _storable(show) or not _storable(name) or not _clean(show) \
+            or not _clean(name):
+        return MALFORMED
+    if ms_played < MIN_MS:
+        return SHORT
+    return EpisodePlay(end, int(PlaySource.account_data), PODCAST, _clean(show), _clean(name), None, ms_played)
+
+
+def as_episode(play: Play) -> EpisodePlay:
+    """An older account-data row that listed an episode as music, the show as its artist."""
+    return EpisodePlay(play.played_at_ms, play.source, PODCAST, play.artist_name, play.track_name, None,
+                       play.ms_played or 0)
 
 
 def show_of(row: Any) -> str | None:

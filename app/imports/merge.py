@@ -29,7 +29,8 @@ import psycopg
 from .. import archive_lock
 from ..matching import SQL_START_STAMPED, UNCERTAINTY_MS, reach_ms, sql_bounds, sql_same_play
 from ..models import PlaySource
-from .formats import Play
+from ..podcasts.merge import merge_episodes
+from .formats import EpisodePlay, Play
 from .native import NativePlay
 
 # `counted` is false for extended rows that were skipped but identify a play (private,
@@ -39,11 +40,12 @@ STAGE = """
         row_no integer, source smallint, played_ms bigint, spotify_id text,
         track_name text, artist_name text, album_name text, ms_played integer, counted boolean,
         track_ref bigint,  -- native rows: their track in the file's catalogue (imports/native.py)
-        isrc text, client_id smallint  -- listens
+        isrc text, client_id smallint,  -- listens
+        episode_kind smallint  -- episodes and chapters (podcasts.py): the show in artist_name, the episode in track_name
     ) ON COMMIT DROP
 """
 COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, artist_name, album_name, ms_played, "
-        "counted, track_ref, isrc) FROM STDIN")
+        "counted, track_ref, isrc, episode_kind) FROM STDIN")
 # What identifies a row's track within the upload.
 ROW_KEY = "coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name))"
 # Scrobbles' played_ms is their START until their track (and so its length) is known.
@@ -76,25 +78,31 @@ class Stager:
 
     def add(self, row_no: int, play: Play) -> None:
         self._copy.write_row((row_no, play.source, play.played_at_ms, play.spotify_id, play.track_name,
-                              play.artist_name, play.album_name, play.ms_played, True, None, play.isrc))
+                              play.artist_name, play.album_name, play.ms_played, True, None, play.isrc, None))
         self.staged += 1
 
     def add_native(self, row_no: int, play: NativePlay) -> None:
         """A play of Audiospective's own export: names come from its catalogue later."""
         self._copy.write_row((row_no, play.source, play.played_at_ms, None, None, None, None, play.ms_played, True,
-                              play.track_ref, None))
+                              play.track_ref, None, None))
         self.staged += 1
 
     def add_skipped(self, row_no: int, played_ms: int, track_name: str) -> None:
         self._copy.write_row((row_no, int(PlaySource.extended_history), played_ms, None, track_name, None, None,
-                              None, False, None, None))
+                              None, False, None, None, None))
+
+    def add_episode(self, row_no: int, play: EpisodePlay) -> None:
+        self._copy.write_row((row_no, play.source, play.played_at_ms, play.spotify_id, play.episode, play.show, None,
+                              play.ms_played, True, None, None, play.kind))
+        self.staged += 1
 
 
 @dataclass
 class Merged:
     duplicate_in_upload: int
     already_in_archive: int
-    imported: int
+    imported: int  # music plays
+    episodes: int  # podcast episode and audiobook chapter plays (app/podcasts)
     new_tracks: int
     name_only_tracks: int
     gaps_filled: int
@@ -116,6 +124,8 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     # An account deleted while this import was read: nothing may be written for it.
     if conn.execute("SELECT 1 FROM users WHERE id = %s FOR KEY SHARE", (user_id,)).fetchone() is None:
         raise AccountGone(f"user {user_id} was deleted during the import")
+    episodes = merge_episodes(conn, user_id)
+    staged -= episodes.staged
     stage("removing duplicates within the upload")
     conn.execute(f"""
         CREATE TEMP TABLE import_rows ON COMMIT DROP AS
@@ -211,9 +221,9 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
            AND starts_at >= 'epoch'::timestamptz + %(first)s * interval '1 millisecond'
            AND ends_at <= 'epoch'::timestamptz + %(last)s * interval '1 millisecond'
     """, {"user": user_id, "first": first, "last": last}).rowcount if first is not None and fill_gaps else 0
-    return Merged(duplicate_in_upload=(staged - unique) + duplicates_across, already_in_archive=known,
-                  imported=imported, new_tracks=new_tracks, name_only_tracks=name_only, gaps_filled=gaps,
-                  first_ms=first, last_ms=last)
+    return Merged(duplicate_in_upload=(staged - unique) + duplicates_across + episodes.duplicate_in_upload,
+                  already_in_archive=known + episodes.already_in_archive, imported=imported, episodes=episodes.added,
+                  new_tracks=new_tracks, name_only_tracks=name_only, gaps_filled=gaps, first_ms=first, last_ms=last)
 
 
 def _resolve_by_spotify_id(conn: psycopg.Connection) -> int:

@@ -16,6 +16,10 @@ the file:
    them, by Spotify id or, for name-only tracks, by names as for account data;
 4. after the merge: gaps this archive does not have are added (`restore_gaps`).
 
+Podcast and audiobook plays (`shows`, `episodes`, `episode_plays`) are read after the
+plays (`episode_plays`): shows and episodes by the file's ids into memory (at most
+MAX_EPISODES), then each play staged as an episode play, as Spotify's would be.
+
 No counting rule applies: the plays were counted when they were archived. The usual
 matching applies, so importing a file into the archive it came from adds nothing.
 Catalogue rows this instance has already are left as they are (enrichment keeps them).
@@ -24,13 +28,13 @@ Catalogue rows this instance has already are left as they are (enrichment keeps 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import psycopg
 
 from ..models import PlaySource
 from ..time import ms_to_datetime, played_at_ms
-from .formats import MALFORMED, _clean, _count, _storable
+from .formats import AUDIOBOOK_KIND, MALFORMED, PODCAST, EpisodePlay, _clean, _count, _storable
 from .sources import InputError, Member, rows, top_level_value
 
 VERSION = 1
@@ -231,6 +235,42 @@ def restore_gaps(conn: psycopg.Connection, user_id: int) -> int:
 
 
 # --- one catalogue entry: the values to COPY, or None to leave it out ---------------------------------
+
+
+MAX_EPISODES = 200_000  # far above anyone's listening; what bounds this reader's memory
+KINDS = {"podcast": PODCAST, "audiobook": AUDIOBOOK_KIND}
+
+
+def episode_plays(member: Member) -> Iterator[EpisodePlay | str]:
+    """The file's podcast and audiobook plays, each as an EpisodePlay or a skip reason."""
+    shows: dict[int, tuple[int, str]] = {}
+    for item in rows(member, prefix="shows.item"):
+        if type(item) is dict and _id(item.get("id")) is not None and item.get("kind") in KINDS \
+                and _text(item.get("name")):
+            shows[_id(item["id"])] = (KINDS[item["kind"]], _text(item["name"]))
+    episodes: dict[int, tuple[int, str, str, str | None]] = {}
+    for item in rows(member, prefix="episodes.item"):
+        if len(episodes) >= MAX_EPISODES:
+            raise InputError(f"{member.name} describes more than {MAX_EPISODES:,} podcast episodes; refusing it.")
+        if type(item) is dict and _id(item.get("id")) is not None and _id(item.get("show")) in shows \
+                and _text(item.get("name")):
+            kind, show = shows[_id(item["show"])]
+            spotify_id = item.get("spotify_id")
+            episodes[_id(item["id"])] = (kind, show, _text(item["name"]),
+                                         spotify_id if isinstance(spotify_id, str) and spotify_id.isalnum()
+                                         and len(spotify_id) <= 64 else None)
+    for row in rows(member, prefix="episode_plays.item"):
+        if type(row) is not dict:
+            yield MALFORMED
+            continue
+        played, ms_played = played_at_ms(row.get("played_at")), _int(row.get("ms_played"))
+        source = SOURCES.get(row.get("source")) if type(row.get("source")) is str else None
+        episode = episodes.get(_id(row.get("episode")))
+        if played is None or ms_played is None or source is None or episode is None:
+            yield MALFORMED
+            continue
+        kind, show, name, spotify_id = episode
+        yield EpisodePlay(played, source, kind, show, name, spotify_id, ms_played)
 
 
 def _ref(file_no: int, value: int) -> int:

@@ -127,12 +127,13 @@ def _display_name(filename: str) -> str:
 
 
 KIND_LABELS = {"extended": "extended streaming history", "account": "account data",
+               "account_podcast": "account data: podcasts",
                "audiospective": "Audiospective export", **services.NAMES}
 SKIP_LABELS = {
     "short_play": "Short plays (under 30 seconds)",
     "not_finished": "Not played to the end",
-    "podcast_episode": "Podcast episodes",
-    "audiobook": "Audiobooks",
+    "podcast_episode": "Podcast episodes that name no show or episode",
+    "audiobook": "Audiobook rows that name no book or chapter",
     "private_session": "Private sessions",
     "no_track_id": "Neither a Spotify track id nor a name (local files, removed tracks)",
     "malformed_row": "Rows that could not be read",

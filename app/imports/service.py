@@ -199,26 +199,37 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
                     for row in rows(member, meter, prefix):
                         row_no += 1
                         verdict = read(row, rule)
-                        if shows and member.kind == formats.ACCOUNT and not isinstance(verdict, str) \
+                        if shows and member.kind == formats.ACCOUNT and type(verdict) is formats.Play \
                                 and verdict.artist_name.lower() in shows:
-                            verdict = formats.EPISODE  # an episode listed as music, the show as its artist
+                            verdict = formats.as_episode(verdict)  # an episode listed as music, the show as artist
+                        if member.kind == formats.EXTENDED and type(verdict) is not formats.Play:
+                            show = formats.show_of(row)  # episodes name the shows older account data lists as artists
+                            if show:
+                                shows.add(show)
                         if isinstance(verdict, str):
                             file_counts[verdict] += 1
                             if verdict == formats.MALFORMED:
                                 first_problem = first_problem or file_counts.total()
-                            elif verdict == formats.EPISODE and member.kind == formats.EXTENDED:
-                                show = formats.show_of(row)
-                                if show:
-                                    shows.add(show)
-                            elif keep_skipped and member.kind == formats.EXTENDED:
+                            elif keep_skipped and member.kind == formats.EXTENDED and verdict != formats.EPISODE:
                                 identity = formats.identify(row)
                                 if identity:
                                     stager.add_skipped(row_no, *identity)
+                        elif type(verdict) is formats.EpisodePlay:
+                            file_counts[STAGED] += 1
+                            stager.add_episode(row_no, verdict)
                         else:
                             file_counts[STAGED] += 1
                             add(row_no, verdict)
                         if row_no % 2000 == 0:
                             progress.rows(row_no, meter.bytes, lambda: counts + file_counts)
+                    if member.kind == formats.NATIVE:  # its podcast and audiobook plays, after the music
+                        for verdict in native.episode_plays(member):
+                            row_no += 1
+                            if isinstance(verdict, str):
+                                file_counts[verdict] += 1
+                            else:
+                                file_counts[STAGED] += 1
+                                stager.add_episode(row_no, verdict)
                     _refuse_if_mostly_broken(member.name, member.kind, file_counts, first_problem)
                     counts += file_counts
                     progress.file_done(member.size)
@@ -245,6 +256,7 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
     report = {
         "rows": total,
         "imported": merged.imported,
+        "episodes": merged.episodes,
         "duplicate_in_upload": merged.duplicate_in_upload,
         "already_in_archive": merged.already_in_archive,
         "skipped": skipped,
@@ -258,7 +270,8 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
         "files": file_reports,
         "seconds": round(time.monotonic() - started, 2),
     }
-    accounted = report["imported"] + report["duplicate_in_upload"] + report["already_in_archive"] + sum(skipped.values())
+    accounted = (report["imported"] + report["episodes"] + report["duplicate_in_upload"] + report["already_in_archive"]
+                 + sum(skipped.values()))
     assert accounted == total, f"report buckets sum to {accounted}, not {total} rows"
     notes = []
     if rule == "finished" and any(f["kind"] == formats.ACCOUNT for f in file_reports):
@@ -279,6 +292,8 @@ def _reader(member: Member, natives: list[Member], stager: Stager) -> tuple[Call
         return (lambda row, rule: native.read_play(row, file_no)), stager.add_native, member.prefix
     if member.kind in services.READERS:
         return services.READERS[member.kind], stager.add, member.prefix
+    if member.kind == formats.ACCOUNT_PODCAST:
+        return formats.read_account_podcast, stager.add_episode, member.prefix
     read = formats.read_extended if member.kind == formats.EXTENDED else formats.read_account
     return read, stager.add, member.prefix
 

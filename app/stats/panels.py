@@ -17,13 +17,15 @@ from flask import render_template
 from markupsafe import Markup
 from sqlalchemy.engine import Connection
 
+from ..podcasts import queries as podcast_queries
 from . import charts, queries
 from .periods import Period
 
-PANELS = ("totals", "top-tracks", "top-artists", "top-albums", "clock", "timeline", "discoveries", "habits", "genres")
+PANELS = ("totals", "top-tracks", "top-artists", "top-albums", "clock", "timeline", "discoveries", "habits", "genres",
+          "podcasts")
 TITLES = {"totals": "Totals", "top-tracks": "Top tracks", "top-artists": "Top artists", "top-albums": "Top albums",
           "clock": "Listening clock", "timeline": "Timeline", "discoveries": "Discoveries", "habits": "Habits",
-          "genres": "Genres"}
+          "genres": "Genres", "podcasts": "Podcasts and audiobooks"}
 
 
 def compute(conn: Connection, uid: int, name: str, period: Period, rank_by: str) -> Any:
@@ -42,6 +44,8 @@ def compute(conn: Connection, uid: int, name: str, period: Period, rank_by: str)
         return queries.habits(conn, uid, period)
     if name == "genres":
         return queries.genres(conn, uid, period)
+    if name == "podcasts":  # apart from music: never in the other panels' figures
+        return podcast_queries.podcasts(conn, uid, period.start, period.end)
     raise ValueError(name)
 
 
@@ -65,6 +69,8 @@ def render(name: str, value: Any, period: Period, rank_by: str, *, frozen: bool 
         context["habits"] = value
     elif name == "genres":
         context["genres"] = value
+    elif name == "podcasts":
+        context["podcasts"] = value
     template = "top" if name.startswith("top-") else name
     return Markup(render_template(f"stats/_{template}.html", **context))
 
@@ -117,4 +123,7 @@ def thaw(name: str, data: Any) -> Any:
                       for a, b, plays, ms in data["sessions"]])
     if name == "genres":
         return queries.Genres(data["coverage"], [(g, n) for g, n in data["top"]])
+    if name == "podcasts":
+        return podcast_queries.Podcasts(data["ms"], data["plays"], data["episodes"],
+                                        [podcast_queries.ShowTime(**show) for show in data["shows"]], data["ever"])
     raise ValueError(name)
