@@ -27,6 +27,7 @@ import csv
 import http.client
 import importlib
 import json
+import random
 import sys
 import tempfile
 import threading
@@ -140,14 +141,17 @@ def phase(url: str, tokens: list[str], args, batch: int, conn: psycopg.Connectio
 
 
 def lastfm_csv(path: Path, rows: int) -> Path:
-    """A Last.fm export as lastfm.ghan.nl writes it: `rows` scrobbles, newest first, three
-    minutes apart, over 20,000 tracks by 2,000 artists (names with commas and accents)."""
+    """A Last.fm export as lastfm.ghan.nl writes it: `rows` scrobbles, newest first, six
+    minutes apart (250,000 cover three years), over 20,000 tracks by 2,000 artists (names
+    with commas and accents), a track's popularity falling with its rank as people's
+    favourites do (log-uniform ranks: Zipf's law with exponent 1)."""
+    rng = random.Random(7)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["uts", "utc_time", "artist", "artist_mbid", "album", "album_mbid", "track", "track_mbid"])
         for n in range(rows, 0, -1):
-            ts = BASE_TS + n * 180
-            track = (n * 7919) % 20_000
+            ts = BASE_TS + n * 360
+            track = int(20_000 ** rng.random()) - 1
             writer.writerow([ts, "", f"Künstler {track % 2000}", "", f"Album {track % 4000}, vol. 1", "",
                              f"Track {track}", ""])
     return path

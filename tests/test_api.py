@@ -168,3 +168,27 @@ def test_hostile_user_names_and_tokens_get_listenbrainz_errors_never_a_500(clien
     for query in ("token=%00", "token=" + "%ED%A0%80" * 50, "token=" + "a" * 100_000):
         answer = client.get(f"/1/validate-token?{query}")
         assert answer.status_code in (200, 400) and answer.get_json().get("valid") is not True, query
+
+
+def test_listens_made_public_are_read_by_anyone_and_private_again_by_no_one(app, client, db_conn, server, importer):
+    from test_import_shapes import extended, zipped
+
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    rows = [extended("2025-03-01T10:00:00Z", "Song", "Band", "spotify:track:" + "a" * 22)]
+    assert importer(uid, {"my_spotify_data.zip": zipped({"Streaming_History_Audio_2025.json": rows})}).status == "done"
+    url = f"{server.url}/1/user/sim-acct-sam/listens"
+    assert requests.get(url, timeout=10).status_code == 404  # private by default
+    page = client.get("/settings/api").get_data(as_text=True)
+    assert 'value="private" checked' in page
+    made = client.post("/settings/api/privacy", data={"listens": "public",
+                                                      "csrf_token": csrf_token(client, "/settings/api")})
+    assert made.status_code == 303 and 'value="public" checked' in client.get("/settings/api").get_data(as_text=True)
+    public = requests.get(url, timeout=10)
+    assert public.status_code == 200 and public.json()["payload"]["listens"][0]["track_metadata"]["track_name"] == "Song"
+    assert requests.get(f"{server.url}/1/user/sim-acct-sam/listen-count", timeout=10).json()["payload"]["count"] == 1
+    client.post("/settings/api/privacy", data={"listens": "private", "csrf_token": csrf_token(client, "/settings/api")})
+    assert requests.get(url, timeout=10).status_code == 404
+    bad = client.post("/settings/api/privacy", data={"listens": "everyone",
+                                                     "csrf_token": csrf_token(client, "/settings/api")})
+    assert bad.status_code == 400

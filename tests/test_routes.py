@@ -29,7 +29,7 @@ CLASSES = {
                    "api.listen_count", "api.playing_now", "membership.confirm", "membership.leave",
                    "membership.accept_invite",
                    "alerts.turn_off", "account.confirm_email_link"},
-    "user": {"api.tokens_page", "api.revoke", "api.now_playing", "account.alerts", "account.collection", "account.delete",
+    "user": {"api.tokens_page", "api.revoke", "api.now_playing", "api.privacy", "account.alerts", "account.collection", "account.delete",
              "account.detect_timezone", "account.email",
              "account.settings", "account.sign_out_everywhere", "auth.logout", "exports.delete", "exports.download",
              "exports.index", "exports.request_export", "exports.retry", "exports.row", "imports.index",
@@ -47,7 +47,7 @@ ENDS_SESSION = {"auth.logout", "account.sign_out_everywhere", "account.delete"}
 # Every query parameter and form field the app reads, fuzzed on every route.
 FIELDS = ("period", "from", "to", "rank", "rank_by", "q", "date", "cursor", "t", "reauthorise", "member", "full",
           "format", "rule", "email", "timezone", "action", "confirm", "panels", "expiry", "show_name", "alerts",
-          "plan", "role", "cap", "next", "label", "token", "count", "min_ts", "max_ts", "source")
+          "plan", "role", "cap", "next", "label", "token", "count", "min_ts", "max_ts", "source", "listens")
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 MARKER = "名前"  # a track name only Sam's archive holds (test_exports.HOSTILE)
 SAM_EMAIL = "sam-private@example.org"

@@ -51,13 +51,22 @@ def window(args) -> Window:
     return Window(values["min_ts"], values["max_ts"], count)
 
 
+PUBLIC = "public_listens"  # users.preferences: True when anyone may read the user's listens
+
+
+def is_public(user: User) -> bool:
+    return (user.preferences or {}).get(PUBLIC) is True
+
+
 def owner(session: Session, name: str, reader: User | None) -> User | None:
     """Whose listens `name` names, if `reader` may read them: listens are private, so only
-    their owner (by API token) may, until a setting makes them public."""
+    their owner (by API token) may, unless the owner made them public (Settings → API)."""
     user = session.scalar(sa.select(User).where(User.spotify_id == name))
-    if user is None or reader is None or reader.id != user.id:
+    if user is None:
         return None
-    return user
+    if is_public(user) or (reader is not None and reader.id == user.id):
+        return user
+    return None
 
 
 # What was played: a listen of unknown length is stored at its start (0), a Spotify play

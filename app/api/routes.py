@@ -12,6 +12,7 @@ from flask_login import current_user, login_required
 from ..db import get_database, get_session
 from ..errors import API_PREFIX
 from ..limits import Limit, Limited, Usage, hit
+from ..models import User
 from ..security import csrf
 from ..time import now
 from . import ingest, listens, submit, tokens
@@ -196,8 +197,26 @@ def tokens_page():
             error = str(exc)
     # The new token is in this response only: never in a redirect, the session or a log.
     response = render_template("api/tokens.html", tokens=tokens.listed(session, current_user.id), made=made,
-                               error=error, api_root=request.host_url.rstrip("/"))
+                               error=error, api_root=request.host_url.rstrip("/"),
+                               public=listens.is_public(current_user))
     return response, 400 if error else 200, {"Cache-Control": "no-store"}
+
+
+@bp.post("/settings/api/privacy")
+@login_required
+def privacy():
+    """Who may read the person's listens through the API: only their tokens (the default),
+    or anyone who knows their Spotify account id, as on ListenBrainz."""
+    choice = request.form.get("listens")
+    if choice not in ("private", "public"):
+        abort(400)
+    session = get_session()
+    user = session.get(User, current_user.id)
+    user.preferences = {**(user.preferences or {}), listens.PUBLIC: choice == "public"}
+    session.commit()
+    flash("Your listens can now be read by anyone who knows your Spotify account id." if choice == "public"
+          else "Your listens are private again: only your own tokens read them.", "info")
+    return redirect(url_for("api.tokens_page"), code=303)
 
 
 @bp.post("/settings/api/<id:token_id>/revoke")

@@ -162,11 +162,17 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
         _resolve_by_isrc(conn, user_id)
     name_only = _resolve_by_names(conn, user_id) if has_names else 0
     if has_listens:
-        # A listen ends a track's length after it starts: the listen's own, else the catalogue's.
+        # A listen ends a track's length after it starts: the listen's own, else the catalogue's
+        # (none known: it stays at its start, and its rows are not rewritten for nothing).
         conn.execute(f"""
-            UPDATE import_rows r SET ms_played = coalesce(r.ms_played, t.duration_ms),
-                   played_at = r.played_at + make_interval(secs => coalesce(r.ms_played, t.duration_ms, 0) / 1000.0)
-              FROM tracks t WHERE r.source {SCROBBLED} AND t.id = r.track_id
+            UPDATE import_rows r SET played_at = r.played_at + make_interval(secs => r.ms_played / 1000.0)
+             WHERE r.source {SCROBBLED} AND r.ms_played IS NOT NULL
+        """)
+        conn.execute(f"""
+            UPDATE import_rows r SET ms_played = t.duration_ms,
+                   played_at = r.played_at + make_interval(secs => t.duration_ms / 1000.0)
+              FROM tracks t
+             WHERE r.source {SCROBBLED} AND r.ms_played IS NULL AND t.id = r.track_id AND t.duration_ms IS NOT NULL
         """)
     conn.execute("CREATE INDEX ON import_rows (track_id, played_at)")
     conn.execute("ANALYZE import_rows")
