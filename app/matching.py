@@ -132,8 +132,12 @@ def sql_bounds(time: str, source: str, ms: str) -> dict[str, str]:
     }
 
 
-def sql_same_play(a: tuple[str, str, str], b: tuple[str, str, str]) -> str:
-    """same_play() as a SQL condition over two (timestamptz, source, ms_played) triples."""
+def sql_same_play(a: tuple[str, str, str], b: tuple[str, str, str], *, ends_only: bool = False) -> str:
+    """same_play() as a SQL condition over two (timestamptz, source, ms_played) triples.
+    `ends_only` when neither can be a start-stamped play: then the start intervals always
+    overlap (they reach a day back from the end) and only the ends need comparing."""
     x, y = sql_bounds(*a), sql_bounds(*b)
-    return (f"({x['end_lo']} <= {y['end_hi']} AND {y['end_lo']} <= {x['end_hi']} AND "
-            f"{x['start_lo']} <= {y['start_hi']} AND {y['start_lo']} <= {x['start_hi']})")
+    ends = f"{x['end_lo']} <= {y['end_hi']} AND {y['end_lo']} <= {x['end_hi']}"
+    if ends_only:
+        return f"({ends})"
+    return f"({ends} AND {x['start_lo']} <= {y['start_hi']} AND {y['start_lo']} <= {x['start_hi']})"

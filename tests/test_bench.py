@@ -17,7 +17,7 @@ from app.config import ROOT
     ["bench.completeness", "--users", "12", "--days", "0.5", "--policies", "adaptive"],
     ["bench.dashboard", "--plays", "20000", "--others", "0", "--cold", "1", "--warm", "1"],
     ["bench.export", "--plays", "3000", "--small", "1000"],
-    ["bench.ingest", "--clients", "2", "--users", "2", "--seconds", "2", "--web-workers", "1", "--lastfm-rows", "3000"],
+    ["bench.ingest", "--clients", "2", "--users", "2", "--seconds", "1", "--web-workers", "1", "--lastfm-rows", "500"],
 ])
 def test_a_benchmark_prints_its_summary_last_and_exits_0(args):
     result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
