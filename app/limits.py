@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -62,20 +63,33 @@ def hit(session: Session, limit: Limit, subject: str, *, now: datetime, durable:
     `durable=False` for limits counted on every request of a busy endpoint: the commit
     does not wait for the disk (a crash may forget the last half second of counts, which
     errs on the side of the client)."""
-    key = f"{limit.name}:{subject}"[:300]
     with Session(session.get_bind()) as own, own.begin():
         if not durable:
             own.execute(sa.text("SET LOCAL synchronous_commit = off"))
-        window_start, hits = own.execute(sa.text("""
-            INSERT INTO rate_limits AS r (key, window_start, hits) VALUES (:key, :now, 1)
-            ON CONFLICT (key) DO UPDATE
-               SET window_start = CASE WHEN r.window_start <= :now - :window THEN :now ELSE r.window_start END,
-                   hits = CASE WHEN r.window_start <= :now - :window THEN 1 ELSE r.hits + 1 END
-            RETURNING window_start, hits
-        """), {"key": key, "now": now, "window": limit.window}).one()
+        window_start, hits = own.execute(sa.text(count_sql(lambda name: f":{name}")),
+                                         {"key": key(limit, subject), "now": now, "window": limit.window}).one()
     if hits > limit.hits:
         raise Limited(limit, window_start + limit.window - now)
     return Usage(limit.hits, hits, window_start + limit.window)
+
+
+def key(limit: Limit, subject: str) -> str:
+    """The counter's row in rate_limits."""
+    return f"{limit.name}:{subject}"[:300]
+
+
+def count_sql(param: Callable[[str], str]) -> str:
+    """The one statement that counts a hit: an upsert that starts a new window when the old
+    one is over, returning (window_start, hits). Its parameters `key`, `now` and `window`
+    are written by `param` in the caller's style (`:now` for SQLAlchemy, `%(now)s` for
+    psycopg, which the API's busiest path uses inside a statement of its own)."""
+    k, now, window = param("key"), param("now"), param("window")
+    return f"""
+        INSERT INTO rate_limits AS r (key, window_start, hits) VALUES ({k}, {now}, 1)
+        ON CONFLICT (key) DO UPDATE
+           SET window_start = CASE WHEN r.window_start <= {now} - {window} THEN {now} ELSE r.window_start END,
+               hits = CASE WHEN r.window_start <= {now} - {window} THEN 1 ELSE r.hits + 1 END
+        RETURNING window_start, hits"""
 
 
 def forget_old(session: Session, *, now: datetime, older_than: timedelta = timedelta(days=2)) -> int:

@@ -65,6 +65,9 @@ class PlaySource(enum.IntEnum):
     youtube_music = 9
 
 
+# Spotify's own record of a play (the rest are other players' and services').
+SPOTIFY_SOURCES = (PlaySource.poll, PlaySource.extended_history, PlaySource.account_data)
+
 # How a play's source is named wherever plays are listed (history, the API's submission_client).
 SOURCE_LABELS = {
     PlaySource.poll: "Spotify (recently played)",

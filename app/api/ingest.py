@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from .. import queue
 from ..imports.merge import STAGE, Merged, merge
-from ..limits import Limit, Usage
+from ..limits import Limit, Usage, count_sql, key
 from ..models import PlaySource
 from .submit import PLAYING_NOW, Submission, playing_now_seconds
-from .tokens import TOUCH_EVERY, digest
+from .tokens import TOUCH_EVERY, digest, rate_subject
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,16 @@ def authorise(conn: psycopg.Connection, token: str, limit: Limit, *, now: dateti
     limit), in one statement, committed without waiting for the disk (a lost count or
     last-used time errs on the client's side). The token's last use is written at most
     every tokens.TOUCH_EVERY."""
-    key = f"{limit.name}:token:{digest(token)[:32]}"
-    user_id, window_start, hits = conn.execute("""
+    user_id, window_start, hits = conn.execute(f"""
         WITH token AS (
             SELECT id, user_id, last_used_at FROM api_tokens WHERE digest = %(digest)s AND revoked_at IS NULL
         ), touched AS (
             UPDATE api_tokens SET last_used_at = %(now)s
              WHERE id = (SELECT id FROM token WHERE last_used_at IS NULL OR last_used_at <= %(touch_before)s)
-        ), counted AS (
-            INSERT INTO rate_limits AS r (key, window_start, hits) VALUES (%(key)s, %(now)s, 1)
-            ON CONFLICT (key) DO UPDATE
-               SET window_start = CASE WHEN r.window_start <= %(now)s - %(window)s THEN %(now)s ELSE r.window_start END,
-                   hits = CASE WHEN r.window_start <= %(now)s - %(window)s THEN 1 ELSE r.hits + 1 END
-            RETURNING window_start, hits
-        )
+        ), counted AS ({count_sql(lambda name: f"%({name})s")})
         SELECT (SELECT user_id FROM token), window_start, hits FROM counted
-    """, {"digest": digest(token), "now": now, "touch_before": now - TOUCH_EVERY, "key": key,
-          "window": limit.window}).fetchone()
+    """, {"digest": digest(token), "now": now, "touch_before": now - TOUCH_EVERY,
+          "key": key(limit, rate_subject(token)), "window": limit.window}).fetchone()
     conn.execute("SET LOCAL synchronous_commit = off")
     conn.commit()
     return user_id, Usage(limit.hits, hits, window_start + limit.window)

@@ -12,12 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..matching import SQL_START_STAMPED
-from ..models import SOURCE_LABELS, PlaySource, User
+from ..models import SOURCE_LABELS, SPOTIFY_SOURCES, PlaySource, User
 
 DEFAULT_COUNT = 25  # ListenBrainz's DEFAULT_ITEMS_PER_GET
 MAX_COUNT = 1000  # its MAX_ITEMS_PER_GET
 MAX_TS = 2**31 - 1  # Unix seconds Postgres and clients agree on
-SPOTIFY = (PlaySource.poll, PlaySource.extended_history, PlaySource.account_data)
 
 
 class QueryError(ValueError):
@@ -108,7 +107,7 @@ def listens(session: Session, user: User, win: Window) -> list[dict]:
 
 
 def _listen(user: User, row) -> dict:
-    if row.source in SPOTIFY:
+    if row.source in SPOTIFY_SOURCES:
         info = {"submission_client": SOURCE_LABELS[PlaySource(row.source)], "music_service": "spotify.com",
                 "listening_from": "spotify"}
     else:

@@ -41,7 +41,7 @@ def rate_limit():
         return None  # a browser's CORS preflight is not a use
     limit = _limit()
     token = presented_token(in_query=request.endpoint == "api.validate_token")
-    subject = f"token:{tokens.digest(token)[:32]}" if token else f"ip:{request.remote_addr or 'unknown'}"
+    subject = tokens.rate_subject(token) if token else f"ip:{request.remote_addr or 'unknown'}"
     try:
         g.api_usage = hit(get_session(), limit, subject, now=now(), durable=False)
     except Limited as exc:

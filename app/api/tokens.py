@@ -26,6 +26,11 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.strip().lower().encode("utf-8", "replace")).hexdigest()
 
 
+def rate_subject(token: str) -> str:
+    """Whom the API's rate limit counts for a request carrying `token` (valid or not)."""
+    return f"token:{digest(token)[:32]}"
+
+
 def create(session: Session, user: User, label: str, *, now: datetime) -> tuple[str, ApiToken]:
     """A new token for `user`: (the token, shown only now; its row)."""
     label = " ".join((label or "").split())[:MAX_LABEL] or "API token"

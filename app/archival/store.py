@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..matching import Bounds, bounds, reach_ms, same_play
-from ..models import PlaySource
+from ..models import SPOTIFY_SOURCES, PlaySource
 from ..time import datetime_to_ms, ms_to_datetime
 from .page import Gap, PolledAlbum, PolledArtist, PolledPlay, PolledTrack
 
@@ -91,11 +91,11 @@ def uncovered(session: Session, user_id: int, gap: Gap) -> Gap | None:
     oldest = ms_to_datetime(gap.ends_ms)
     newest_before, imported_since = session.execute(sa.text("""
         SELECT (SELECT max(played_at) FROM plays WHERE user_id = :user_id AND played_at < :oldest
-                                                  AND source IN (:poll, :extended, :account)),
+                                                  AND source = ANY(:spotify)),
                EXISTS (SELECT 1 FROM plays WHERE user_id = :user_id AND played_at >= :oldest
-                                              AND source IN (:extended, :account))
-    """), {"user_id": user_id, "oldest": oldest, "extended": int(PlaySource.extended_history),
-           "account": int(PlaySource.account_data), "poll": int(PlaySource.poll)}).one()
+                                              AND source = ANY(:exports))
+    """), {"user_id": user_id, "oldest": oldest, "spotify": [int(s) for s in SPOTIFY_SOURCES],
+           "exports": [int(s) for s in SPOTIFY_SOURCES if s != PlaySource.poll]}).one()
     if imported_since:
         return None
     starts_ms = max(gap.starts_ms, datetime_to_ms(newest_before)) if newest_before else gap.starts_ms

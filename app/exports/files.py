@@ -27,7 +27,7 @@ from typing import IO, Callable, Iterator
 import psycopg
 
 from ..matching import SQL_START_STAMPED
-from ..models import SOURCE_LABELS, PlaySource
+from ..models import SOURCE_LABELS, SPOTIFY_SOURCES, PlaySource
 
 FORMAT_VERSION = 1
 FETCH_ROWS = 5000
@@ -266,9 +266,6 @@ def write_spotify(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progre
 
 # --- ListenBrainz --------------------------------------------------------------------------------
 
-LISTENBRAINZ_SPOTIFY = (int(PlaySource.poll), int(PlaySource.extended_history), int(PlaySource.account_data))
-
-
 def write_listenbrainz(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progress: Progress, *,
                        header: dict) -> int:
     """ListenBrainz's user export layout: `user.json`, then `listens/<year>/<month>.jsonl`
@@ -300,7 +297,7 @@ def write_listenbrainz(conn: psycopg.Connection, scope: Scope, out: IO[bytes], p
             moment = datetime.fromtimestamp(started, timezone.utc)
             month = (moment.year, moment.month)
             info: dict = {"submission_client": client or SOURCE_LABELS.get(source, "Audiospective")}
-            if source in LISTENBRAINZ_SPOTIFY:
+            if source in SPOTIFY_SOURCES:
                 info |= {"music_service": "spotify.com", "listening_from": "spotify"}
             if length:
                 info["duration_ms"] = int(length)

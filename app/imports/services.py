@@ -120,7 +120,7 @@ class CsvRows:
 def read_lastfm_csv(row: Any, rule: str) -> Play | str:
     if not isinstance(row, dict):
         return MALFORMED
-    start_s = _seconds(row.get("uts")) if row.get("uts") not in (None, "") else _lastfm_date(row.get("date"))
+    start_s = _whole(row.get("uts")) if row.get("uts") not in (None, "") else _lastfm_date(row.get("date"))
     return _scrobble(start_s, row.get("track"), row.get("artist"), row.get("album"), None, _SCROBBLED)
 
 
@@ -130,7 +130,7 @@ def read_lastfm_json(row: Any, rule: str) -> Play | str:
     if not isinstance(row, dict):
         return MALFORMED
     date = row.get("date")
-    start_s = _seconds(date.get("uts")) if isinstance(date, dict) else None
+    start_s = _whole(date.get("uts")) if isinstance(date, dict) else None
     return _scrobble(start_s, row.get("name"), _text(row.get("artist")), _text(row.get("album")), None, _SCROBBLED)
 
 
@@ -140,7 +140,7 @@ def read_listenbrainz(row: Any, rule: str) -> Play | str:
     metadata = row["track_metadata"]
     info = metadata.get("additional_info") if isinstance(metadata.get("additional_info"), dict) else {}
     length = scrobbles.duration_ms(_plain(info))
-    play = _scrobble(_seconds(row.get("listened_at")), metadata.get("track_name"), metadata.get("artist_name"),
+    play = _scrobble(_whole(row.get("listened_at")), metadata.get("track_name"), metadata.get("artist_name"),
                      metadata.get("release_name"), length or None, PlaySource.listenbrainz)
     if isinstance(play, str):
         return play
@@ -157,8 +157,8 @@ def read_maloja(row: Any, rule: str) -> Play | str:
     artist = ", ".join(a for a in artists if isinstance(a, str)) if isinstance(artists, list) else None
     album = track.get("album")
     album_name = album.get("albumtitle") if isinstance(album, dict) else None
-    length = _seconds(track.get("length"))
-    return _scrobble(_seconds(row.get("time")), track.get("title"), artist, album_name,
+    length = _whole(track.get("length"))
+    return _scrobble(_whole(row.get("time")), track.get("title"), artist, album_name,
                      length * 1000 if length and length < 86_400 else None, PlaySource.maloja)
 
 
@@ -172,7 +172,7 @@ def read_apple_music(row: Any, rule: str) -> Play | str:
     if media and media != "AUDIO":
         return NOT_MUSIC
     song, end = row.get("song name") or row.get("content name"), _iso_ms(row.get("event end timestamp"))
-    played = _seconds(row.get("play duration milliseconds"))
+    played = _whole(row.get("play duration milliseconds"))
     if not song or not song.strip():
         return MALFORMED if end is None else NOT_MUSIC  # lyrics views and other events name no song
     if end is None or played is None or played >= 2**31 or not _storable(song):
@@ -228,8 +228,9 @@ def _scrobble(start_s: int | None, track: Any, artist: Any, album: Any, length_m
     return Play(start_s * 1000, int(source), None, track_name, _clean(artist) or "", _clean(album), length_ms)
 
 
-def _seconds(value: Any) -> int | None:
-    """Whole seconds from an int, a decimal (ijson), a float or a string of digits."""
+def _whole(value: Any) -> int | None:
+    """A non-negative whole number (seconds, or Apple's milliseconds) from an int, a decimal
+    (ijson), a float or a string of digits."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..models import SOURCE_LABELS, PlaySource
+from ..models import SOURCE_LABELS, SPOTIFY_SOURCES, PlaySource
 from ..time import datetime_to_ms, ms_to_datetime
 
 PAGE = 50
@@ -23,7 +23,7 @@ MAX_MATCHES = 5000
 
 # The History page's source filter: key -> (label, the plays.source values it covers).
 SOURCES = {
-    "spotify": ("Spotify", (PlaySource.poll, PlaySource.extended_history, PlaySource.account_data)),
+    "spotify": ("Spotify", SPOTIFY_SOURCES),
     "scrobblers": ("Other players (API)", (PlaySource.listen,)),
     "lastfm": ("Last.fm", (PlaySource.lastfm,)),
     "listenbrainz": ("ListenBrainz", (PlaySource.listenbrainz,)),
