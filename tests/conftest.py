@@ -131,6 +131,14 @@ class ServerThread:
         self.server.shutdown()
 
 
+@pytest.fixture
+def server(app):
+    """The test app served over real HTTP, for clients this project did not write."""
+    server = ServerThread(app)
+    yield server
+    server.stop()
+
+
 SIM_LISTENERS = 60  # generated accounts beside the named ones, for batch tests
 
 

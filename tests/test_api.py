@@ -11,16 +11,9 @@ import pytest
 import requests
 from liblistenbrainz.errors import InvalidAuthTokenException
 
-from conftest import ServerThread, add_users, app_environ, cli, csrf_token, sign_in
+from conftest import add_users, app_environ, cli, csrf_token, sign_in
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-@pytest.fixture
-def server(app):
-    server = ServerThread(app)
-    yield server
-    server.stop()
 
 
 def lb_client(server) -> liblistenbrainz.ListenBrainz:

@@ -20,7 +20,6 @@ import requests
 from aiosmtpd.controller import Controller
 from conftest import (
     REFERENCE_MS,
-    ServerThread,
     add_users,
     callback_path,
     consent,
@@ -62,13 +61,6 @@ def smtp():
     inbox.settings = SmtpSettings(host="127.0.0.1", port=port, tls="opportunistic")
     yield inbox
     controller.stop()
-
-
-@pytest.fixture
-def server(app):
-    server = ServerThread(app)
-    yield server
-    server.stop()
 
 
 def outbox_rows(db_conn):

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import requests
-from conftest import ServerThread, add_users, cli, freeze, http_sign_in, new_user, wait_for
+from conftest import add_users, cli, freeze, http_sign_in, new_user, wait_for
 
 from app.archival.poll import Archivist, poll_user
 from app.exports import files
@@ -223,13 +223,6 @@ def test_expired_exports_are_deleted_with_their_files(app, archive, db_conn):
     assert expire_exports(app.extensions["database"], clock() + timedelta(days=7, seconds=1)) == 1
     assert db_conn.execute("SELECT count(*) FROM exports").fetchone()[0] == 0
     assert db_conn.execute("SELECT count(*) FROM export_chunks").fetchone()[0] == 0
-
-
-@pytest.fixture
-def server(app):
-    server = ServerThread(app)
-    yield server
-    server.stop()
 
 
 def test_export_page_job_and_download(app, archive, workers, db_conn, server):

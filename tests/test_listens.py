@@ -15,17 +15,10 @@ from liblistenbrainz.errors import ListenBrainzAPIException
 
 from app.api.ingest import merge_inbox
 from app.archival.poll import Archivist, poll_user
-from conftest import ServerThread, add_users, csrf_token, freeze, sign_in, wait_for, window
+from conftest import add_users, csrf_token, freeze, sign_in, wait_for, window
 from test_api import _token_for, lb_client
 
 DAY_S = 86_400
-
-
-@pytest.fixture
-def server(app):
-    server = ServerThread(app)
-    yield server
-    server.stop()
 
 
 def counts(db_conn) -> dict:
@@ -287,9 +280,10 @@ def test_two_real_repeats_of_a_short_track_are_two_plays(app, db_conn, server):
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 2
 
 
-def test_rate_limits_are_told_in_listenbrainz_headers_and_enforced_per_token(app, db_conn, server):
+def test_rate_limits_are_told_in_listenbrainz_headers_and_enforced_per_token(app, db_conn, server, simulator):
     import dataclasses
 
+    freeze(simulator)  # the app's clock: one 10-second window however slowly the machine answers
     app.config["SETTINGS"] = dataclasses.replace(app.config["SETTINGS"], api_requests_per_10s=5)
     sign_in(app.test_client(), "sim-acct-sam")
     token, _ = _token_for(app, "sim-acct-sam")

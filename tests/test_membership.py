@@ -9,9 +9,8 @@ import re
 import threading
 from datetime import timedelta
 
-import pytest
 import requests
-from conftest import REFERENCE_MS, ServerThread, add_users, callback_path, consent, csrf_token, freeze, listeners
+from conftest import REFERENCE_MS, add_users, callback_path, consent, csrf_token, freeze, listeners
 from test_email import Inbox, link_in, smtp  # noqa: F401 - the fixture is shared
 
 from app.account.leaving import delete_account
@@ -20,13 +19,6 @@ from app.email.outbox import mail_context
 from app.membership import seats, waitlist
 
 RACERS = 50
-
-
-@pytest.fixture
-def server(app):
-    server = ServerThread(app)
-    yield server
-    server.stop()
 
 
 def set_cap(app, value: int) -> None:
