@@ -21,8 +21,10 @@ from .time import Clock, utcnow
 
 
 def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None,
-               pool_size: int = 10, clock: Clock = utcnow, require_spotify: bool = True) -> Flask:
+               pool_size: int | None = None, clock: Clock = utcnow, require_spotify: bool = True) -> Flask:
     """`clock` is every "now" the app asks for (time.now()); tests pass the simulator's.
+    `pool_size` is the most database connections this process opens; by default a web
+    process's share of the connection budget (WEB_THREADS + 1).
     `require_spotify=False` is for commands that never talk to Spotify (an import, adding a
     user): they must not refuse to start for want of a Spotify app."""
     settings = settings or load_settings(require_spotify=require_spotify)
@@ -50,7 +52,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         n = settings.trust_proxy
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
 
-    database = db.Database(db.resolve_database_url(settings), pool_size=pool_size)
+    database = db.Database(db.resolve_database_url(settings),
+                           pool_size=pool_size or db.web_pool_size(settings.web_threads))
     db.init_app(app, database)
     cipher = TokenCipher(settings.token_encryption_keys)
     spotify = SpotifyClient.from_settings(settings)

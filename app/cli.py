@@ -69,16 +69,19 @@ def run(demo: bool, port: int | None, host: str, simulator_port: int | None, web
 
 
 @cli.command()
-@click.option("--concurrency", type=int, default=8, show_default=True, help="Jobs run at once in this process.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None,
+              help="Jobs run at once in this process  [default: WORKER_CONCURRENCY, else 2].")
 @click.option("--queue", "queues", multiple=True, help="Only take jobs from this queue (repeatable) [default: all].")
-def worker(concurrency: int, queues: tuple[str, ...]) -> None:
+def worker(concurrency: int | None, queues: tuple[str, ...]) -> None:
     """Run a job worker. Start as many as you like, on as many machines as you like.
 
-    When the database goes away, the worker waits and reconnects rather than exiting."""
-    from . import create_app, queue
+    When the database goes away, the worker waits and reconnects rather than exiting. It
+    opens at most 2 x concurrency + 4 database connections (README, Connection budget)."""
+    from . import create_app, db, queue
 
-    # A poll holds up to two connections at once (its advisory lock, its transaction).
-    flask_app = create_app(pool_size=2 * concurrency + 2)
+    settings = load_settings()
+    concurrency = concurrency or settings.worker_concurrency
+    flask_app = create_app(settings=settings, pool_size=db.worker_pool_size(concurrency))
     queue.run_worker(flask_app, concurrency=concurrency, queues=list(queues) or None,
                      name=f"{socket.gethostname()}:{os.getpid()}")
 

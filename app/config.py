@@ -119,6 +119,10 @@ class Settings:
     stalled_after_s: float = 60.0
     # How long a sign-in lasts without signing in again (server-side, and the remember cookie).
     session_days: float = 30.0
+    # The connection budget (README): a web process's request threads and a worker's jobs
+    # at once size their connection pools (app/db.py).
+    web_threads: int = 4
+    worker_concurrency: int = 2
 
     @property
     def demo_mode(self) -> bool:
@@ -277,6 +281,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
         stalled_after_s=_parse_number("WORKER_STALLED_AFTER_SECONDS", get("WORKER_STALLED_AFTER_SECONDS"), 60,
                                       minimum=1),
         session_days=_parse_number("SESSION_DAYS", get("SESSION_DAYS"), 30, minimum=0.01, maximum=366),
+        web_threads=int(_parse_number("WEB_THREADS", get("WEB_THREADS"), 4, minimum=1, maximum=256)),
+        worker_concurrency=int(_parse_number("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), 2, minimum=1,
+                                             maximum=256)),
     )
 
 
@@ -308,19 +315,39 @@ def _parse_port(raw: str | None) -> int:
 
 
 def _parse_token_keys(raw: str) -> tuple[str, ...]:
+    """Fernet keys, comma-separated; the first encrypts. A key not in Fernet form but of at
+    least 32 characters (a platform's generated secret: Heroku's is 64 hex digits) is a
+    passphrase the key is derived from, the same on every start; a Fernet key is used as
+    it is, so tokens encrypted under existing keys stay readable."""
     keys = tuple(k.strip() for k in raw.split(",") if k.strip())
     hint = (
-        "expected one or more comma-separated Fernet keys (32 url-safe base64 bytes); generate one with "
+        "expected one or more comma-separated Fernet keys (32 url-safe base64 bytes) or random secrets of at "
+        "least 32 characters; generate one with "
         "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
     )
     if not keys:
         raise ConfigError(f"TOKEN_ENCRYPTION_KEY is malformed: {hint}")
-    for key in keys:
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            raise ConfigError(f"TOKEN_ENCRYPTION_KEY is malformed: {hint}") from None
-    return keys
+    return tuple(_fernet_key(key, hint) for key in keys)
+
+
+def _fernet_key(key: str, hint: str) -> str:
+    try:
+        Fernet(key)
+        return key
+    except (ValueError, TypeError):
+        pass
+    if len(key) < 32:
+        raise ConfigError(f"TOKEN_ENCRYPTION_KEY is malformed: {hint}")
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    # HKDF, not a bare hash: the secret is high-entropy already; the fixed `info` keeps
+    # this key apart from anything else ever derived from the same secret.
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"audiospective token encryption key").derive(key.encode())
+    return base64.urlsafe_b64encode(derived).decode()
 
 
 def _parse_base_url(name: str, raw: str) -> str:

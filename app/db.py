@@ -7,6 +7,9 @@ from a view, a procrastinate task, a CLI command or a test.
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -20,9 +23,63 @@ from .config import Settings, sqlalchemy_url
 from .embedded_pg import ensure_server
 
 
+log = logging.getLogger(__name__)
+
 # The database is down, restarting or out of connections: a moment's wait, not a bug
 # (pages answer 503; jobs run again once it is back).
 DATABASE_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, psycopg.OperationalError)
+
+# --- the connection budget (README, "Connection budget") -------------------------------
+# Each process opens at most its pool's size: every connection, psycopg ones included
+# (Database.connection), comes from the one pool, with no overflow. A thread that finds it
+# empty waits (POOL_WAIT_S) for one to come back, rather than opening another.
+POOL_WAIT_S = 30
+# A connection the server refuses for want of slots ("too many clients", a role's
+# connection limit) is tried again for this long, backing off, before it is an error.
+CONNECT_PATIENCE_S = 15
+QUEUE_POOL_SIZE = 2  # procrastinate's, in a worker; its LISTEN takes one more of its own
+
+
+def web_pool_size(threads: int) -> int:
+    """A request holds up to two connections at once (its session, and a statistics read or
+    a rate-limit count on their own): with one more than the threads, some thread can
+    always take its second, so a busy pool means a wait, never a deadlock."""
+    return threads + 1
+
+
+def worker_pool_size(concurrency: int) -> int:
+    """A job holds up to three (an export: its progress, its snapshot, a PDF's statistics),
+    so with 2 per job and one more, some job can always finish."""
+    return 2 * concurrency + 1
+
+
+def worker_connections(concurrency: int) -> int:
+    """All a worker process may open: its pool, the queue's pool and the queue's listener."""
+    return worker_pool_size(concurrency) + QUEUE_POOL_SIZE + 1
+
+
+def _refused_for_slots(exc: psycopg.OperationalError) -> bool:
+    # SQLSTATE 53300 (too_many_connections); libpq reports connection-time errors by text.
+    text = str(exc)
+    return getattr(exc, "sqlstate", None) == "53300" or "too many clients" in text \
+        or "too many connections" in text or "remaining connection slots are reserved" in text
+
+
+def connect_patiently(connect, *args, **kwargs):
+    """`connect(...)`, tried again while the server is out of connection slots: another
+    process's connections come back within moments, so a page or a job waits a little
+    instead of failing. Any other error, or still no slot after CONNECT_PATIENCE_S, raises."""
+    deadline = time.monotonic() + CONNECT_PATIENCE_S
+    delay = 0.05
+    while True:
+        try:
+            return connect(*args, **kwargs)
+        except psycopg.OperationalError as exc:
+            if not _refused_for_slots(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("the database has no free connection slot; trying again in %.2f s", delay)
+            time.sleep(delay * (0.5 + random.random()))  # jittered: waiters do not retry in step
+            delay = min(delay * 2, 2.0)
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -35,16 +92,46 @@ def resolve_database_url(settings: Settings) -> str:
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10):
         self.url = url  # psycopg form (postgresql://…), also what procrastinate connects with
+        self.pool_size = pool_size
         self.engine = sa.create_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=0,
+            pool_timeout=POOL_WAIT_S,
             # A dropped connection (database restart, idle timeout) is replaced, not
             # handed to a request; the short connect timeout keeps /healthz honest.
             pool_pre_ping=True,
             connect_args={"connect_timeout": 5, "application_name": "audiospective"},
         )
+
+        @sa.event.listens_for(self.engine, "do_connect")
+        def _connect(dialect, record, cargs, cparams):
+            return connect_patiently(dialect.loaded_dbapi.connect, *cargs, **cparams)
+
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        """A plain psycopg connection (COPY, a long transaction, progress written beside
+        it), taken from the pool so it counts against the budget like any other. As
+        `with psycopg.connect(...)`: committed at the end, rolled back on an exception."""
+        raw = self.engine.raw_connection()
+        conn = raw.driver_connection
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()  # the pool's liveness ping leaves a transaction open
+            conn.autocommit = autocommit
+            yield conn
+            if not autocommit and not conn.closed:
+                conn.commit()
+        except BaseException:
+            if not conn.closed and not autocommit:
+                conn.rollback()
+            raise
+        finally:
+            if not conn.closed and autocommit:
+                conn.autocommit = False  # the pool's other users expect transactions
+            raw.close()  # back to the pool (rolled back if anything is left open)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -33,7 +33,7 @@ from flask import Flask
 from sqlalchemy.engine import Connection as SAConnection
 from sqlalchemy.orm import Session
 
-from .db import DATABASE_UNAVAILABLE
+from .db import DATABASE_UNAVAILABLE, QUEUE_POOL_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _driver_connection(connection: Any) -> Any:
     return connection
 
 
-def bind(flask_app: Flask, *, pool_size: int = 10) -> procrastinate.App:
+def bind(flask_app: Flask, *, pool_size: int = QUEUE_POOL_SIZE) -> procrastinate.App:
     """Point the queue at this process's database and remember its Flask app for tasks.
 
     The connector is bound at run time, not import time, because the database URL comes

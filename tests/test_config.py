@@ -178,3 +178,35 @@ def test_smtp_settings_are_read_from_the_url_or_the_environment():
     assert load_settings(deployed()).smtp is None
     assert load_settings(deployed(SPOTIFY_REDIRECT_URI="https://music.example.org/auth/callback")).public_url \
         == "https://music.example.org"
+
+
+def test_a_platform_generated_secret_is_accepted_as_the_encryption_key_and_old_keys_stay_readable():
+    """Heroku's app.json generator makes 64 hex digits, not a Fernet key: the key is derived
+    from it, identically on every start (tokens written yesterday open today), and a
+    Fernet key beside it still decrypts what it encrypted."""
+    import secrets
+
+    from app.crypto import TokenCipher, UndecryptableToken
+
+    generated = secrets.token_hex(32)
+    first = load_settings(deployed(TOKEN_ENCRYPTION_KEY=generated)).token_encryption_keys
+    again = load_settings(deployed(TOKEN_ENCRYPTION_KEY=generated)).token_encryption_keys
+    other = load_settings(deployed(TOKEN_ENCRYPTION_KEY=secrets.token_hex(32))).token_encryption_keys
+    assert first == again and first != other and first[0] != generated
+    old_token = TokenCipher((GOOD_KEY,)).encrypt("refresh-token")
+    rotated = TokenCipher(load_settings(deployed(TOKEN_ENCRYPTION_KEY=f"{generated},{GOOD_KEY}")).token_encryption_keys)
+    assert rotated.decrypt(old_token) == "refresh-token"
+    assert TokenCipher(first).decrypt(rotated.encrypt("new")) == "new"  # the derived key encrypts
+    with pytest.raises(UndecryptableToken):
+        TokenCipher(other).decrypt(rotated.encrypt("new"))
+    with pytest.raises(ConfigError, match="^TOKEN_ENCRYPTION_KEY is malformed"):
+        load_settings(deployed(TOKEN_ENCRYPTION_KEY="a" * 31))  # too short to be a secret
+
+
+def test_pool_sizes_come_from_the_settings():
+    settings = load_settings(deployed(WEB_THREADS="6", WORKER_CONCURRENCY="3"))
+    assert (settings.web_threads, settings.worker_concurrency) == (6, 3)
+    assert load_settings(deployed()).web_threads == 4 and load_settings(deployed()).worker_concurrency == 2
+    for name in ("WEB_THREADS", "WORKER_CONCURRENCY"):
+        with pytest.raises(ConfigError, match=f"^{name} is malformed"):
+            load_settings(deployed(**{name: "0"}))

@@ -136,7 +136,7 @@ def run_export(database: Database, export_id: int, *, clock: Clock, expiry_days:
                            "timezone": record.timezone},
                   "period": {"from": record.period_from and record.period_from.isoformat(),
                              "to": record.period_to and record.period_to.isoformat(), "timezone": record.timezone}}
-    with psycopg.connect(database.url, autocommit=True) as status_conn:
+    with database.connection(autocommit=True) as status_conn:
         status_conn.execute("UPDATE exports SET status = 'running', started_at = %s, rows_written = 0, error = NULL "
                             "WHERE id = %s", (clock(), export_id))
         try:
@@ -179,7 +179,7 @@ def _write(database: Database, export_id: int, scope: files.Scope, fmt: str, hea
             last[0] = time.monotonic()
             status_conn.execute("UPDATE exports SET rows_written = %s WHERE id = %s", (rows, export_id))
 
-    with psycopg.connect(database.url) as conn:
+    with database.connection() as conn:
         # One snapshot for the count, the catalogue and the plays.
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         conn.execute("DELETE FROM export_chunks WHERE export_id = %s", (export_id,))  # a retried job's leftovers
@@ -253,7 +253,7 @@ def file_name(record: Export, spotify_id: str) -> str:
 def file_bytes(database: Database, record: Export) -> Iterator[bytes]:
     """The file as downloaded, streamed from its chunks on a connection of its own (a
     response body outlives the request's database session)."""
-    with psycopg.connect(database.url, autocommit=True) as conn:
+    with database.connection(autocommit=True) as conn:
         chunks = storage.stored_chunks(conn, record.id)
         yield from storage.gunzipped(chunks) if FORMATS[record.format].gzip else chunks
 

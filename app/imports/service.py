@@ -103,7 +103,12 @@ def run_import(database: Database, import_id: int, *, sources: list[Source] | No
                limits: Limits = Limits()) -> Import | None:
     """Process an import (from its stored chunks, or from `sources` already on disk).
     None when the import is gone (its owner deleted their account)."""
-    progress = _Progress(database, import_id)
+    with database.connection(autocommit=True) as progress_conn:
+        return _run_import(database, import_id, _Progress(progress_conn, import_id), sources, limits)
+
+
+def _run_import(database: Database, import_id: int, progress: _Progress, sources: list[Source] | None,
+                limits: Limits) -> Import | None:
     with database.sessionmaker() as session:
         record = session.get(Import, import_id)
         if record is None:
@@ -135,7 +140,6 @@ def run_import(database: Database, import_id: int, *, sources: list[Source] | No
         progress.finish(ImportStatus.done, report=report)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        progress.close()
     with database.sessionmaker() as session:
         session.execute(sa.delete(ImportChunk).where(ImportChunk.import_id == import_id))
         session.commit()
@@ -180,7 +184,7 @@ def _process(database: Database, user_id: int, rule: str, sources: list[Source],
             m.kind == formats.EXTENDED for m in readable)
         shows: set[str] = set()  # podcast shows the extended history names, in lower case
         natives = [m for m in readable if m.kind == formats.NATIVE]
-        with psycopg.connect(database.url) as conn:  # the import's one transaction
+        with database.connection() as conn:  # the import's one transaction
             if natives:  # their catalogues first: plays point into them
                 native.create_tables(conn)
                 for file_no, member in enumerate(natives):
@@ -334,9 +338,9 @@ class _Progress:
     """Writes progress to the `imports` row on its own autocommit connection, so the page
     sees it while the import's transaction is still open."""
 
-    def __init__(self, database: Database, import_id: int):
+    def __init__(self, conn: psycopg.Connection, import_id: int):
         self.import_id = import_id
-        self.conn = psycopg.connect(database.url, autocommit=True)
+        self.conn = conn
         self._last = 0.0
         self._bytes_done = 0
 
@@ -371,6 +375,3 @@ class _Progress:
             "rows_read = COALESCE((%s::jsonb ->> 'rows')::int, rows_read) WHERE id = %s",
             (status.value, psycopg.types.json.Jsonb(report) if report else None, error,
              psycopg.types.json.Jsonb(report or {}), self.import_id))
-
-    def close(self) -> None:
-        self.conn.close()

@@ -1,0 +1,115 @@
+"""The connection budget of one process: its pool is a hard cap (psycopg connections
+included), a full pool means waiting, and a server out of connection slots is waited for,
+not an error. Against a Postgres of its own with max_connections = 6."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from app import db
+from conftest import TcpPostgres
+
+SLOTS = 6
+
+
+@pytest.fixture(scope="module")
+def small_postgres(tmp_path_factory):
+    server = TcpPostgres(tmp_path_factory.mktemp("small-pg"), max_connections=str(SLOTS),
+                         superuser_reserved_connections="0", reserved_connections="0")
+    yield server
+    server.stop()
+
+
+def ours(admin) -> int:
+    return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'audiospective'"
+                         ).fetchone()[0]
+
+
+def test_the_pool_is_a_hard_cap_for_orm_and_psycopg_connections_alike(small_postgres):
+    database = db.Database(small_postgres.url(), pool_size=2)
+    peak, errors = [0], []
+    with psycopg.connect(small_postgres.url(), autocommit=True) as admin:
+        def work(n: int) -> None:
+            try:
+                if n % 2:
+                    with database.connection(autocommit=n % 4 == 1) as conn:
+                        conn.execute("SELECT pg_sleep(0.1)")
+                else:
+                    with database.session() as session:
+                        session.execute(sa.text("SELECT pg_sleep(0.1)"))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(12)]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            peak[0] = max(peak[0], ours(admin))
+            time.sleep(0.01)
+    database.dispose()
+    assert not errors and peak[0] == 2  # 12 threads, never more than the pool's 2
+
+
+def test_a_connection_from_the_pool_is_as_psycopg_connect_would_give(small_postgres):
+    database = db.Database(small_postgres.url(), pool_size=1)
+    with database.connection() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS kept (n int)")
+        conn.execute("INSERT INTO kept VALUES (1)")
+    with pytest.raises(ZeroDivisionError), database.connection() as conn:
+        conn.execute("INSERT INTO kept VALUES (2)")
+        1 / 0
+    with database.connection(autocommit=True) as conn:
+        assert conn.autocommit and conn.execute("SELECT array_agg(n) FROM kept").fetchone()[0] == [1]
+    with database.connection() as conn:  # the same pooled connection, in transactions again
+        assert not conn.autocommit
+        conn.execute("DROP TABLE kept")
+    database.dispose()
+
+
+def test_a_server_out_of_slots_is_waited_for_then_the_work_goes_on(small_postgres, caplog):
+    hogs = [psycopg.connect(small_postgres.url()) for _ in range(SLOTS)]
+    database = db.Database(small_postgres.url(), pool_size=2)
+    result: list = []
+    started = time.monotonic()
+    worker = threading.Thread(target=lambda: result.append(_one(database)))
+    worker.start()
+    time.sleep(1.0)  # the refused connection is being retried meanwhile
+    assert worker.is_alive() and not result
+    hogs.pop().close()  # another process lets one go
+    worker.join(10)
+    waited = time.monotonic() - started
+    for hog in hogs:
+        hog.close()
+    database.dispose()
+    assert result == [1] and waited >= 1.0
+    assert "no free connection slot" in caplog.text
+
+
+def test_no_slot_for_longer_than_the_patience_is_the_databases_unavailability(small_postgres, monkeypatch):
+    monkeypatch.setattr(db, "CONNECT_PATIENCE_S", 0.5)
+    hogs = [psycopg.connect(small_postgres.url()) for _ in range(SLOTS)]
+    database = db.Database(small_postgres.url(), pool_size=1)
+    try:
+        with pytest.raises(db.DATABASE_UNAVAILABLE, match="too many clients"):
+            _one(database)
+    finally:
+        for hog in hogs:
+            hog.close()
+        database.dispose()
+
+
+def _one(database: db.Database) -> int:
+    with database.session() as session:
+        return session.execute(sa.text("SELECT 1")).scalar()
+
+
+def test_the_budget_formula():
+    assert db.web_pool_size(4) == 5
+    assert db.worker_connections(2) == 8  # 2 x 2 + 1 pooled, 2 for the queue, its listener
+    # The defaults on one web dyno (2 gunicorn processes) and one worker: 18, within 20.
+    assert 2 * db.web_pool_size(4) + db.worker_connections(2) == 18
