@@ -104,3 +104,42 @@ def test_the_json_export_brings_podcasts_back(app, client, db_conn, importer):
     assert heard(fresh) == heard(uid) and len(heard(uid)) == 6
     again = importer(uid, {"audiospective-sam.json": data}).report
     assert again["episodes"] == 0 and again["imported"] == 0
+
+
+def test_totals_count_podcasts_only_when_the_person_asks(app, client, db_conn, importer):
+    from app.stats import panels
+    from zoneinfo import ZoneInfo
+
+    from app.stats.periods import resolve
+    from conftest import csrf_token
+
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    assert importer(uid, history()).status == "done"
+    music_only = client.get("/dashboard/panel/totals?period=all").get_data(as_text=True)
+    assert "<dt>Plays</dt><dd>1</dd>" in music_only and "podcast" not in music_only
+    settings = client.get("/settings").get_data(as_text=True)
+    assert 'name="count_podcasts"' in settings and 'name="count_podcasts" checked' not in settings
+
+    def choose(**extra):
+        form = {"csrf_token": csrf_token(client, "/settings"), "timezone": "UTC", "rank_by": "plays", **extra}
+        assert client.post("/settings", data=form).status_code == 303
+
+    choose(count_podcasts="on")
+    assert 'name="count_podcasts" checked' in client.get("/settings").get_data(as_text=True)
+    asked = client.get("/dashboard/panel/totals?period=all").get_data(as_text=True)
+    # 1 song and 6 episodes; 9,800,000 ms of episodes (Monday, Tuesday, AI week, Last week, two chapters).
+    assert "<dt>Plays</dt><dd>7</dd>" in asked and "Including 6 podcast and audiobook plays" in asked
+    assert 'href="/settings#podcasts"' in asked
+    top = client.get("/dashboard/panel/top-tracks?period=all").get_data(as_text=True)
+    assert "Song" in top and "Monday" not in top  # the music panels never count them
+    with app.extensions["database"].reading() as conn:  # a share or a PDF report: the owner's choice
+        period = resolve("all", ZoneInfo("UTC"), app.extensions["clock"]())
+        frozen = panels.compute(conn, uid, "totals", period, "plays")
+        assert (frozen.plays, frozen.episode_plays, frozen.episode_ms) == (7, 6, 9_800_000)
+        with app.test_request_context():
+            rendered = panels.render("totals", frozen, period, "plays", frozen=True)
+        assert "Including 6 podcast" in rendered and "/settings" not in rendered
+
+    choose()  # unticked: the box is absent from the form
+    assert "<dt>Plays</dt><dd>1</dd>" in client.get("/dashboard/panel/totals?period=all").get_data(as_text=True)

@@ -1,8 +1,10 @@
-"""A person's settings: the time zone every page shows times in, and how top lists rank.
+"""A person's settings: the time zone every page shows times in, how top lists rank, and
+whether podcasts and audiobooks count in Totals.
 
 `users.timezone` is a column (the listening rollups are kept in it); everything else is
-in `users.preferences` (JSON): `rank_by`, and `timezone_confirmed` once the person or
-their browser has chosen a zone (the browser's is taken once, on the first visit).
+in `users.preferences` (JSON): `rank_by`, `count_podcasts`, and `timezone_confirmed` once
+the person or their browser has chosen a zone (the browser's is taken once, on the first
+visit).
 """
 
 from __future__ import annotations
@@ -14,6 +16,19 @@ from ..models import User
 from ..time import is_zone, zone_names
 
 RANK_BY = ("plays", "minutes")
+# Episodes of podcasts and audiobooks are not music: only the Podcasts panel shows them,
+# unless the person asks for them in Totals' plays and listening time too.
+COUNT_PODCASTS = "count_podcasts"
+
+
+def counts_podcasts(user: User) -> bool:
+    return (user.preferences or {}).get(COUNT_PODCASTS) is True
+
+
+def counts_podcasts_of(conn: sa.Connection, user_id: int) -> bool:
+    """The same, for code that has the user's id, not the user (a share, a PDF report)."""
+    return bool(conn.execute(sa.text("SELECT coalesce(preferences @> CAST(:on AS jsonb), false) FROM users WHERE id = :uid"),
+                             {"on": f'{{"{COUNT_PODCASTS}": true}}', "uid": user_id}).scalar())
 
 
 def rank_by(user: User, requested: str | None = None) -> str:

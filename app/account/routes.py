@@ -24,7 +24,7 @@ from ..time import now
 from . import sessions
 from .addresses import AddressError, change_email, confirm_email
 from .leaving import SPOTIFY_APPS_URL, LeavingError, delete_account, holdings, pause_archiving, resume_archiving
-from .preferences import RANK_BY, rank_by, save_preferences, selectable_zones
+from .preferences import COUNT_PODCASTS, RANK_BY, counts_podcasts, rank_by, save_preferences, selectable_zones
 
 bp = Blueprint("account", __name__)
 
@@ -40,7 +40,7 @@ def settings():
         if wanted_rank not in RANK_BY:
             error = "Choose plays or minutes."
         elif not save_preferences(session, current_user.id, timezone=timezone_name, rank_by=wanted_rank,
-                                  timezone_confirmed=True):
+                                  timezone_confirmed=True, **{COUNT_PODCASTS: "count_podcasts" in request.form}):
             error = f"“{timezone_name}” is not a time zone this server knows."
         else:
             session.commit()
@@ -52,8 +52,8 @@ def settings():
 def _settings_page(error: str | None = None, email_error: str | None = None):
     status = 400 if error or email_error else 200
     return render_template("account/settings.html", zones=selectable_zones(), error=error, email_error=email_error,
-                           rank_by=rank_by(current_user), sign_ins=sessions.active(get_session(), current_user.id,
-                                                                                   now=now()),
+                           rank_by=rank_by(current_user), count_podcasts=counts_podcasts(current_user),
+                           sign_ins=sessions.active(get_session(), current_user.id, now=now()),
                            this_sign_in=sessions.token_hash(current_user.get_id()),
                            session_days=f"{current_app.config['SETTINGS'].session_days:g}",
                            smtp=current_app.config["SETTINGS"].smtp is not None,

@@ -29,6 +29,15 @@ class Podcasts:
     ever: bool = False  # whether the user has any episode plays at all (the empty state differs)
 
 
+def listening(conn: Connection, uid: int, start: datetime | None, end: datetime) -> tuple[int, int]:
+    """Episode plays and milliseconds in the period (for Totals, when asked to count them)."""
+    plays, ms = conn.execute(sa.text("""
+        SELECT count(*), coalesce(sum(ms_played), 0) FROM episode_plays
+         WHERE user_id = :uid AND played_at < :end AND (CAST(:start AS timestamptz) IS NULL OR played_at >= :start)
+    """), {"uid": uid, "start": start, "end": end}).one()
+    return int(plays), int(ms)
+
+
 def podcasts(conn: Connection, uid: int, start: datetime | None, end: datetime, limit: int = 10) -> Podcasts:
     rows = conn.execute(sa.text("""
         SELECT s.name, s.kind, sum(p.ms_played)::bigint AS ms, count(*) AS plays, count(DISTINCT p.episode_id) AS episodes

@@ -9,7 +9,7 @@ the owner's private pages, nothing that asks the server for more.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from flask import render_template
 from markupsafe import Markup
 from sqlalchemy.engine import Connection
 
+from ..account.preferences import counts_podcasts_of
 from ..podcasts import queries as podcast_queries
 from . import charts, queries
 from .periods import Period
@@ -28,10 +29,18 @@ TITLES = {"totals": "Totals", "top-tracks": "Top tracks", "top-artists": "Top ar
           "genres": "Genres", "podcasts": "Podcasts and audiobooks"}
 
 
-def compute(conn: Connection, uid: int, name: str, period: Period, rank_by: str) -> Any:
-    """What panel `name` shows for the user and period: a queries.py value."""
+def compute(conn: Connection, uid: int, name: str, period: Period, rank_by: str, *,
+            podcasts: bool | None = None) -> Any:
+    """What panel `name` shows for the user and period: a queries.py value. `podcasts`:
+    whether Totals counts podcast and audiobook episodes too (None: as the user chose)."""
     if name == "totals":
-        return queries.totals(conn, uid, period)
+        totals = queries.totals(conn, uid, period)
+        if podcasts is None:
+            podcasts = counts_podcasts_of(conn, uid)
+        if not podcasts:
+            return totals
+        plays, ms = podcast_queries.listening(conn, uid, period.start, period.end)
+        return replace(totals, plays=totals.plays + plays, ms=totals.ms + ms, episode_plays=plays, episode_ms=ms)
     if name.startswith("top-"):
         return queries.top(conn, uid, period, name[4:], rank_by)
     if name == "clock":

@@ -180,6 +180,10 @@ class Totals:
     artists: int
     albums: int
     days: int
+    # Podcast and audiobook episodes counted in `plays` and `ms`, when the person asks
+    # (account.preferences.COUNT_PODCASTS); otherwise 0 and they are not in them.
+    episode_plays: int = 0
+    episode_ms: int = 0
 
     @property
     def minutes(self) -> int:

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from flask import Blueprint, Flask, abort, current_app, render_template, request
 from flask_login import current_user, login_required
 
-from ..account.preferences import rank_by
+from ..account.preferences import counts_podcasts, rank_by
 from ..api.ingest import playing_now
 from ..archival.health import archive_health
 from ..db import get_database, get_session
@@ -76,13 +76,14 @@ def panel(name: str):
         abort(404)
     period, _ = _period()
     rank_by = _rank_by()
+    podcasts = counts_podcasts(current_user)
     database = get_database()
     with database.reading() as conn:
         version = archive_version(conn, current_user.id)
-        key = (current_user.id, version, period.tz.key, name, tuple(sorted(period.query().items())), rank_by)
+        key = (current_user.id, version, period.tz.key, name, tuple(sorted(period.query().items())), rank_by, podcasts)
         return current_app.extensions["stats_cache"].get_or_render(
-            key, lambda: panels.render(name, panels.compute(conn, current_user.id, name, period, rank_by), period,
-                                       rank_by))
+            key, lambda: panels.render(name, panels.compute(conn, current_user.id, name, period, rank_by,
+                                                            podcasts=podcasts), period, rank_by))
 
 
 @bp.get("/dashboard/archive-health")
