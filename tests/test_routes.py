@@ -214,21 +214,28 @@ def test_hostile_input_never_gives_a_500(app, world):
           f"statuses {dict(sorted(statuses.items()))}, 500s: 0")
 
 
-def test_hostile_names_are_escaped_on_every_page_fragment_and_share(app, world, db_conn):
-    """Sam's archive holds tracks and artists named with HTML (test_exports.HOSTILE): every
-    page and fragment they can appear on, the share page and the report preview show them
-    as text."""
-    owner, ids = world["owner"], world["ids"]
+def hostile_pages(app, world, db_conn) -> tuple[list[str], tuple[int, int]]:
+    """Every page and fragment of Sam's that the hostile names can appear on; and the ids
+    of the hostile track and artist."""
     names = [n for (n,) in db_conn.execute("SELECT name FROM tracks WHERE name LIKE '%<%'")]
     assert len(names) == 2, "the hostile names must be in the archive for this to mean anything"
     share = db_conn.execute("SELECT token FROM shares").fetchone()[0]
     hostile_track = db_conn.execute("SELECT id FROM tracks WHERE name LIKE '<script%'").fetchone()[0]
     hostile_artist = db_conn.execute("SELECT id FROM artists WHERE name LIKE '<script%'").fetchone()[0]
-    pages = [url_for_rule(r, ids) for r in rules(app) if "GET" in r.methods and r.endpoint not in ("static",)
+    pages = [url_for_rule(r, world["ids"]) for r in rules(app) if "GET" in r.methods and r.endpoint not in ("static",)
              and next(k for k, v in CLASSES.items() if r.endpoint in v) in ("user", "public")]
     pages += [f"/dashboard/panel/{name}?period=all" for name in ("top-tracks", "top-artists", "discoveries")]
     pages += [f"/track/{hostile_track}", f"/artist/{hostile_artist}", "/history?q=script", "/report/preview",
-              f"/s/{share}"]
+              f"/s/{share}", "/dashboard?period=all"]
+    return pages, (hostile_track, hostile_artist)
+
+
+def test_hostile_names_are_escaped_on_every_page_fragment_and_share(app, world, db_conn):
+    """Sam's archive holds tracks and artists named with HTML (test_exports.HOSTILE): every
+    page and fragment they can appear on, the share page and the report preview show them
+    as text."""
+    owner = world["owner"]
+    pages, (hostile_track, hostile_artist) = hostile_pages(app, world, db_conn)
     shown = 0
     for path in pages:
         response = owner.get(path)
@@ -241,3 +248,41 @@ def test_hostile_names_are_escaped_on_every_page_fragment_and_share(app, world, 
         if path in (f"/track/{hostile_track}", f"/artist/{hostile_artist}", "/history?q=script"):
             assert "&lt;script&gt;alert(" in body, f"{path} must show the name, escaped"
     print(f"stored XSS: {len(pages)} pages and fragments, the hostile names escaped on {shown} of them, raw on 0")
+
+
+# Collects what the page's Content Security Policy refused (an injected inline script or
+# handler would be refused, and reported here, even where it could not run).
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+    e => window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' ' + e.sourceFile));
+"""
+
+
+@pytest.mark.browser
+def test_hostile_names_run_nothing_and_break_no_policy_in_chromium(app, world, db_conn, browser):
+    """The same pages in Chromium, as Sam: every page loaded with the fragments HTMX
+    fetches; no dialog opens (the payloads call alert), no CSP violation is reported."""
+    from conftest import ServerThread, http_sign_in
+
+    pages = [p for p in hostile_pages(app, world, db_conn)[0] if world["owner"].get(p).mimetype == "text/html"]
+    server = ServerThread(app)
+    session = http_sign_in(server.url, "sim-acct-sam")
+    context = browser.new_context()
+    context.add_cookies([{"name": c.name, "value": c.value, "url": server.url} for c in session.cookies])
+    context.add_init_script(WATCH_CSP)
+    dialogs, violations, loaded = [], [], 0
+    page = context.new_page()
+    page.on("dialog", lambda dialog: (dialogs.append((page.url, dialog.message)), dialog.dismiss()))
+    try:
+        for path in pages:
+            page.goto(f"{server.url}{path}")
+            page.wait_for_load_state("networkidle")  # the fragments HTMX loads, swapped in
+            loaded += 1
+            violations += [(path, v) for v in page.evaluate("window.__csp || []")]
+    finally:
+        context.close()
+        server.stop()
+    print(f"stored XSS in Chromium: {loaded} pages loaded with their fragments, dialogs {len(dialogs)}, "
+          f"CSP violations {len(violations)}")
+    assert loaded >= 30 and not dialogs and not violations, (dialogs, violations)
