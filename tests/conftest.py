@@ -484,6 +484,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+# An init script that collects what the page's Content Security Policy refused, in
+# window.__csp: an inline script or handler that escaping let through is refused, and so
+# reported here, even where it could not have run.
+WATCH_CSP = ("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+             "e => window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline')));")
+
+
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright

@@ -250,20 +250,11 @@ def test_hostile_names_are_escaped_on_every_page_fragment_and_share(app, world, 
     print(f"stored XSS: {len(pages)} pages and fragments, the hostile names escaped on {shown} of them, raw on 0")
 
 
-# Collects what the page's Content Security Policy refused (an injected inline script or
-# handler would be refused, and reported here, even where it could not run).
-WATCH_CSP = """
-window.__csp = [];
-document.addEventListener('securitypolicyviolation',
-    e => window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' ' + e.sourceFile));
-"""
-
-
 @pytest.mark.browser
 def test_hostile_names_run_nothing_and_break_no_policy_in_chromium(app, world, db_conn, browser):
     """The same pages in Chromium, as Sam: every page loaded with the fragments HTMX
     fetches; no dialog opens (the payloads call alert), no CSP violation is reported."""
-    from conftest import ServerThread, http_sign_in
+    from conftest import WATCH_CSP, ServerThread, http_sign_in
 
     pages = [p for p in hostile_pages(app, world, db_conn)[0] if world["owner"].get(p).mimetype == "text/html"]
     server = ServerThread(app)

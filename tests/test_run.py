@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from app.config import ROOT
-from conftest import RunningApp, cli, wait_for
+from conftest import WATCH_CSP, RunningApp, cli, wait_for
 
 SCREENSHOTS = ROOT / "test-artifacts"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"  # committed: the README shows them
@@ -275,8 +275,7 @@ def test_hostile_names_run_no_script_and_break_no_layout_in_a_real_browser(runni
         archive.writestr("Spotify Account Data/StreamingHistory_music_0.json", json.dumps(rows))
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
-                            "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+    context.add_init_script(WATCH_CSP)
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
