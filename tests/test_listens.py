@@ -5,8 +5,11 @@ with nothing written."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import zipfile
+from collections import Counter
 
 import liblistenbrainz
 import pytest
@@ -17,6 +20,7 @@ from app.api.ingest import merge_inbox
 from app.archival.poll import Archivist, poll_user
 from conftest import add_users, csrf_token, freeze, sign_in, wait_for, window
 from test_api import _token_for, lb_client
+from test_exports import export_bytes
 
 DAY_S = 86_400
 
@@ -87,6 +91,11 @@ def test_liblistenbrainz_submits_single_import_and_playing_now_and_reads_them_ba
     assert "Now Song" in client.get("/dashboard/playing-now").get_data(as_text=True)
     listed = client.get("/history?source=scrobblers").get_data(as_text=True)
     assert ">Pano Scrobbler</span>" in listed and ">multi-scrobbler</span>" in listed
+    # Spotify's own export shape has no source field: the player goes in `platform`.
+    sam = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    with zipfile.ZipFile(io.BytesIO(export_bytes(app, sam, "spotify"))) as spotify_shape:
+        rows = [row for name in spotify_shape.namelist() for row in json.loads(spotify_shape.read(name))]
+    assert Counter(row["platform"] for row in rows) == {"multi-scrobbler": 1000, "Pano Scrobbler": 1}
     freeze(simulator, int(app.extensions["clock"]().timestamp() * 1000) + 201_000)
     assert "Now Song" not in client.get("/dashboard/playing-now").get_data(as_text=True)
     assert lb.get_playing_now("sim-acct-sam") is None

@@ -220,9 +220,11 @@ def write_json(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progress:
 
 def write_spotify(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progress: Progress) -> int:
     """Spotify's field names, order and types. What the archive does not know is null
-    (platform, country, reasons…); `ms_played` is the track's length where the archive
-    has no figure (polled plays: Spotify counted them as played); a play's `ts` is its end,
-    to the second; `master_metadata_album_artist_name` is the album's artist, as Spotify's."""
+    (country, reasons…); `ms_played` is the track's length where the archive has no figure
+    (polled plays: Spotify counted them as played); a play's `ts` is its end, to the
+    second; `master_metadata_album_artist_name` is the album's artist, as Spotify's.
+    `platform` names where a play that Spotify did not record came from (the player's
+    name, or "Last.fm", …), so such plays are not passed off as Spotify's."""
     rows = 0
     batch: list[str] = []
     years: list[int] = []
@@ -239,13 +241,15 @@ def write_spotify(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progre
             batch.clear()
             years.clear()
 
-        for year, ts, ms_played, track, album_artist, album, spotify_id in _plays(conn, scope, """
+        for year, ts, ms_played, track, album_artist, album, spotify_id, source, client in _plays(conn, scope, """
                 extract(year FROM p.played_at AT TIME ZONE 'UTC')::int,
                 to_char(p.played_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                 coalesce(p.ms_played, t.duration_ms, 0), t.name,
-                coalesce(al.artist_name, n.first_artist, t.artist_name), al.name, t.spotify_id"""):
+                coalesce(al.artist_name, n.first_artist, t.artist_name), al.name, t.spotify_id, p.source,
+                (SELECT name FROM play_clients WHERE id = p.client_id)"""):
+            platform = None if source in SPOTIFY_SOURCES else client or SOURCE_LABELS.get(source)
             batch.append(dumps({
-                "ts": ts, "platform": None, "ms_played": ms_played, "conn_country": None, "ip_addr": None,
+                "ts": ts, "platform": platform, "ms_played": ms_played, "conn_country": None, "ip_addr": None,
                 "master_metadata_track_name": track, "master_metadata_album_artist_name": album_artist,
                 "master_metadata_album_album_name": album,
                 "spotify_track_uri": f"spotify:track:{spotify_id}" if spotify_id else None,
