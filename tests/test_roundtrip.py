@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timezone
 
 import pytest
 from conftest import TEST_DB, app_environ, cli, fresh_database, new_user
@@ -156,3 +157,30 @@ def test_hostile_rows_of_a_native_file_are_counted_not_stored(app, archive, db_c
     assert db_conn.execute("SELECT DISTINCT t.name FROM plays p JOIN tracks t ON t.id = p.track_id "
                            "WHERE p.user_id = %s", (fresh,)).fetchall() == [("Song with NUL",)]
     assert db_conn.execute("SELECT count(*) FROM tracks WHERE spotify_id LIKE 'javascript%'").fetchone()[0] == 0
+
+
+def test_a_native_file_keeps_its_listens_players_and_refuses_to_be_a_player_flood(app, db_conn, monkeypatch):
+    """Listens sent through the API carry their player (`client`) in the native file; an
+    import keeps it, and their time as archived (a listen's start was moved to its end
+    when it arrived, never again on import: it was moved by its length here before).
+    Unusable names (NUL, 10,000 characters, not text) cost the play its player only, and
+    one file adds at most MAX_NEW_CLIENTS players."""
+    from app.imports import native
+
+    monkeypatch.setattr(native, "MAX_NEW_CLIENTS", 3)
+    fresh = new_user(app, "someone-new")
+    named = ["Pano Scrobbler", "multi-scrobbler", "Pano Scrobbler", "web scrobbler ✓", "Fourth player", "\u0000x",
+             "y" * 10_000, 42]
+    plays = [dict(PLAY, played_at=f"2025-01-01T10:{n:02d}:00.123Z", source="listen", client=name)
+             for n, name in enumerate(named)]
+    result = import_into(app, fresh, {"whatever.json": _native(plays)})
+    assert result.status == "done" and result.report["imported"] == len(named), result.report
+    players = dict(db_conn.execute(
+        "SELECT to_char(p.played_at, 'MI'), c.name FROM plays p LEFT JOIN play_clients c ON c.id = p.client_id "
+        "WHERE p.user_id = %s", (fresh,)).fetchall())
+    # Three new players, the first in name order; "web scrobbler ✓" comes fourth and keeps none, as do
+    # the unusable names.
+    assert db_conn.execute("SELECT min(played_at) FROM plays WHERE user_id = %s", (fresh,)).fetchone()[0] == \
+        datetime(2025, 1, 1, 10, 0, 0, 123_000, tzinfo=timezone.utc)
+    assert players == {"00": "Pano Scrobbler", "01": "multi-scrobbler", "02": "Pano Scrobbler", "03": None,
+                       "04": "Fourth player", "05": None, "06": None, "07": None}, players

@@ -172,13 +172,14 @@ def write_json(conn: psycopg.Connection, scope: Scope, out: IO[bytes], progress:
                        "duration_ms": r[5], "explicit": r[6], "isrc": r[7], "artists": r[8] or []})
     text.write(',\n"plays":[')
     rows = 0
-    for played_at, track, ms_played, source in _stream(conn, f"""
+    for played_at, track, ms_played, source, client in _stream(conn, f"""
             SELECT to_char(p.played_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), p.track_id,
-                   p.ms_played, p.source
-              FROM plays p WHERE {where} ORDER BY p.played_at, p.track_id""", params):
-        text.write('%s{"played_at":"%s","track":%d,"ms_played":%s,"source":"%s"}' % (
+                   p.ms_played, p.source, c.name
+              FROM plays p LEFT JOIN play_clients c ON c.id = p.client_id
+             WHERE {where} ORDER BY p.played_at, p.track_id""", params):
+        text.write('%s{"played_at":"%s","track":%d,"ms_played":%s,"source":"%s"%s}' % (
             ",\n" if rows else "\n", played_at, track, "null" if ms_played is None else ms_played,
-            SOURCE_NAMES.get(source, "unknown")))
+            SOURCE_NAMES.get(source, "unknown"), "" if client is None else ',"client":' + dumps(client)))
         rows += 1
         if rows % FETCH_ROWS == 0:
             progress(rows)

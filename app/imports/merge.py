@@ -41,11 +41,12 @@ STAGE = """
         track_name text, artist_name text, album_name text, ms_played integer, counted boolean,
         track_ref bigint,  -- native rows: their track in the file's catalogue (imports/native.py)
         isrc text, client_id smallint,  -- listens
+        client_name text,  -- native rows: the player a listen came from (imports/native.py)
         episode_kind smallint  -- episodes and chapters (podcasts.py): the show in artist_name, the episode in track_name
     ) ON COMMIT DROP
 """
 COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, artist_name, album_name, ms_played, "
-        "counted, track_ref, isrc, episode_kind) FROM STDIN")
+        "counted, track_ref, isrc, episode_kind, client_name) FROM STDIN")
 # What identifies a row's track within the upload.
 ROW_KEY = "coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name))"
 # Scrobbles' played_ms is their START until their track (and so its length) is known.
@@ -78,22 +79,22 @@ class Stager:
 
     def add(self, row_no: int, play: Play) -> None:
         self._copy.write_row((row_no, play.source, play.played_at_ms, play.spotify_id, play.track_name,
-                              play.artist_name, play.album_name, play.ms_played, True, None, play.isrc, None))
+                              play.artist_name, play.album_name, play.ms_played, True, None, play.isrc, None, None))
         self.staged += 1
 
     def add_native(self, row_no: int, play: NativePlay) -> None:
         """A play of Audiospective's own export: names come from its catalogue later."""
         self._copy.write_row((row_no, play.source, play.played_at_ms, None, None, None, None, play.ms_played, True,
-                              play.track_ref, None, None))
+                              play.track_ref, None, None, play.client))
         self.staged += 1
 
     def add_skipped(self, row_no: int, played_ms: int, track_name: str) -> None:
         self._copy.write_row((row_no, int(PlaySource.extended_history), played_ms, None, track_name, None, None,
-                              None, False, None, None, None))
+                              None, False, None, None, None, None))
 
     def add_episode(self, row_no: int, play: EpisodePlay) -> None:
         self._copy.write_row((row_no, play.source, play.played_at_ms, play.spotify_id, play.episode, play.show, None,
-                              play.ms_played, True, None, None, play.kind))
+                              play.ms_played, True, None, None, play.kind, None))
         self.staged += 1
 
 
@@ -132,6 +133,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
         SELECT DISTINCT ON (source, {ROW_KEY}, played_ms)
                row_no, source, 'epoch'::timestamptz + played_ms * interval '1 millisecond' AS played_at, played_ms,
                spotify_id, track_name, artist_name, album_name, ms_played, isrc, client_id,
+               track_ref IS NOT NULL AS native,  -- an Audiospective export's row: played_at as archived
                NULL::integer AS track_id, false AS duplicate, false AS known
           FROM import_stage WHERE counted
          ORDER BY source, {ROW_KEY}, played_ms, row_no
@@ -163,16 +165,18 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     name_only = _resolve_by_names(conn, user_id) if has_names else 0
     if has_listens:
         # A listen ends a track's length after it starts: the listen's own, else the catalogue's
-        # (none known: it stays at its start, and its rows are not rewritten for nothing).
+        # (none known: it stays at its start, and its rows are not rewritten for nothing). An
+        # Audiospective export's listens are as archived, already moved: never twice.
         conn.execute(f"""
             UPDATE import_rows r SET played_at = r.played_at + make_interval(secs => r.ms_played / 1000.0)
-             WHERE r.source {SCROBBLED} AND r.ms_played IS NOT NULL
+             WHERE r.source {SCROBBLED} AND r.ms_played IS NOT NULL AND NOT r.native
         """)
         conn.execute(f"""
             UPDATE import_rows r SET ms_played = t.duration_ms,
                    played_at = r.played_at + make_interval(secs => t.duration_ms / 1000.0)
               FROM tracks t
              WHERE r.source {SCROBBLED} AND r.ms_played IS NULL AND t.id = r.track_id AND t.duration_ms IS NOT NULL
+               AND NOT r.native
         """)
     conn.execute("CREATE INDEX ON import_rows (track_id, played_at)")
     conn.execute("ANALYZE import_rows")

@@ -49,6 +49,12 @@ class NativePlay(NamedTuple):
     source: int
     track_ref: int
     ms_played: int | None
+    client: str | None = None  # the player of a listen sent through the API
+
+
+# A file may name this many players it has not seen before (play_clients ids are small:
+# a hostile file must not use them up); plays of the players beyond keep no player name.
+MAX_NEW_CLIENTS = 1000
 
 
 def check(member: Member) -> None:
@@ -73,7 +79,8 @@ def read_play(row: Any, file_no: int) -> NativePlay | str:
             return MALFORMED
     if played is None or track is None or source is None:
         return MALFORMED
-    return NativePlay(played, source, _ref(file_no, track), ms_played)
+    # A player name that cannot be stored costs the play its player, not its place.
+    return NativePlay(played, source, _ref(file_no, track), ms_played, _text(row.get("client"), 200))
 
 
 # --- the catalogue, staged --------------------------------------------------------------------
@@ -130,8 +137,23 @@ def resolve(conn: psycopg.Connection) -> int:
                  ORDER BY nt.ref) t
          WHERE s.track_ref = t.ref
     """)
+    _resolve_clients(conn)
     return conn.execute("UPDATE import_stage SET counted = false "
                         "WHERE track_ref IS NOT NULL AND track_name IS NULL AND counted").rowcount
+
+
+def _resolve_clients(conn: psycopg.Connection) -> None:
+    """The players the file names become this instance's (play_clients), as the API
+    records them, so listens keep their player through an export and an import."""
+    conn.execute("""
+        INSERT INTO play_clients (name)
+        SELECT name FROM (SELECT DISTINCT client_name AS name FROM import_stage WHERE client_name IS NOT NULL) n
+         WHERE NOT EXISTS (SELECT 1 FROM play_clients c WHERE c.name = n.name)
+         ORDER BY name LIMIT %s
+        ON CONFLICT (name) DO NOTHING
+    """, (MAX_NEW_CLIENTS,))
+    conn.execute("UPDATE import_stage s SET client_id = c.id FROM play_clients c "
+                 "WHERE s.client_name IS NOT NULL AND c.name = s.client_name")
 
 
 def add_catalogue(conn: psycopg.Connection) -> None:
