@@ -47,7 +47,8 @@ ENDS_SESSION = {"auth.logout", "account.sign_out_everywhere", "account.delete"}
 # Every query parameter and form field the app reads, fuzzed on every route.
 FIELDS = ("period", "from", "to", "rank", "rank_by", "q", "date", "cursor", "t", "reauthorise", "member", "full",
           "format", "rule", "email", "timezone", "action", "confirm", "panels", "expiry", "show_name", "alerts",
-          "plan", "role", "cap", "next", "label", "token", "count", "min_ts", "max_ts", "source", "listens")
+          "plan", "role", "cap", "next", "label", "token", "count", "min_ts", "max_ts", "source", "listens",
+          "count_podcasts")
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 MARKER = "名前"  # a track name only Sam's archive holds (test_exports.HOSTILE)
 SAM_EMAIL = "sam-private@example.org"
