@@ -116,14 +116,19 @@ def apple_csv() -> bytes:
 
 
 def youtube_json() -> bytes:
-    """Google Takeout's watch-history.json: YouTube Music entries among ordinary videos."""
-    music = [{"header": "YouTube Music", "title": f"Watched {track}", "titleUrl": "https://music.youtube.com/watch?v=abc",
+    """Google Takeout's watch-history.json: YouTube Music entries among ordinary videos.
+    Real Takeouts link many YouTube Music songs on www.youtube.com (only the header says
+    YouTube Music): every other one here does; and a song since removed has no link."""
+    music = [{"header": "YouTube Music", "title": f"Watched {track}",
+              "titleUrl": f"https://{'music' if n % 2 else 'www'}.youtube.com/watch?v=abc",
               "subtitles": [{"name": f"{artist} - Topic", "url": "https://www.youtube.com/channel/x"}],
               "time": utc(ts, "%Y-%m-%dT%H:%M:%S.123Z"), "products": ["YouTube"], "activityControls": ["YouTube watch history"]}
-             for ts, track, artist, _album in HISTORY]
+             for n, (ts, track, artist, _album) in enumerate(HISTORY)]
     video = {"header": "YouTube", "title": "Watched a cat video", "titleUrl": "https://www.youtube.com/watch?v=cat",
              "time": utc(START, "%Y-%m-%dT%H:%M:%SZ"), "products": ["YouTube"]}
-    return json.dumps(list(reversed(music)) + [video]).encode()
+    removed = {"header": "YouTube Music", "title": "Watched a video that has been removed",
+               "time": utc(START, "%Y-%m-%dT%H:%M:%SZ"), "products": ["YouTube"]}
+    return json.dumps(list(reversed(music)) + [video, removed]).encode()
 
 
 # name, file name, bytes, (rows, imported, skipped)
@@ -135,7 +140,7 @@ FORMATS = [
     ("ListenBrainz JSON", "someone_lb-2024-07-01.json", listenbrainz_json, (10, 10, {})),
     ("Maloja", "maloja_export_20240611.json", maloja_json, (10, 10, {})),
     ("Apple Music", "Apple Music Play Activity.csv", apple_csv, (13, 10, {"not_music": 2, "short_play": 1})),
-    ("YouTube Music", "watch-history.json", youtube_json, (11, 10, {"not_music": 1})),
+    ("YouTube Music", "watch-history.json", youtube_json, (12, 10, {"not_music": 1, "malformed_row": 1})),
 ]
 
 

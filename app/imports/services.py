@@ -192,12 +192,18 @@ def read_apple_music(row: Any, rule: str) -> Play | str:
 def read_youtube_music(row: Any, rule: str) -> Play | str:
     """A Takeout watch: `{"header": "YouTube Music", "title": "Watched <song>", "titleUrl":
     "https://music.youtube.com/watch?v=…", "subtitles": [{"name": "<artist> - Topic"}],
-    "time": "<ISO start>"}`; what was not watched on music.youtube.com is not music."""
+    "time": "<ISO start>"}`. Music is what YouTube Music played: its header says so (many
+    Takeouts link those songs on www.youtube.com), or the link is on music.youtube.com.
+    Everything else is not music; a song YouTube has since removed has no link and no
+    title left to know it by."""
     if not isinstance(row, dict):
         return MALFORMED
     url = row.get("titleUrl")
-    if not isinstance(url, str) or not url.startswith("https://music.youtube.com/"):
+    linked = isinstance(url, str) and url.startswith(("https://music.youtube.com/", "https://www.youtube.com/"))
+    if row.get("header") != "YouTube Music" and not (linked and url.startswith("https://music.youtube.com/")):
         return NOT_MUSIC
+    if not linked:
+        return MALFORMED
     title, subtitles = row.get("title"), row.get("subtitles")
     if isinstance(title, str) and title.startswith("Watched "):
         title = title[len("Watched "):]
