@@ -343,6 +343,19 @@ def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout)
 
 
+def procfile() -> dict[str, str]:
+    """The Procfile's process types and their commands."""
+    return dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
+
+
+def worker_alive(base_url: str) -> bool:
+    """Whether the app at `base_url` answers and reports a live worker."""
+    try:
+        return requests.get(f"{base_url}/healthz", timeout=5).json()["worker"]["alive"] > 0
+    except (requests.RequestException, ValueError, KeyError):
+        return False
+
+
 def free_port() -> int:
     import socket
 

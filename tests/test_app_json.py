@@ -8,6 +8,7 @@ import re
 import secrets
 
 from app.config import DEFAULT_FAILURE_RULES, ROOT, load_settings
+from conftest import procfile
 
 MANIFEST = json.loads((ROOT / "app.json").read_text())
 # Heroku's app.json schema: the top-level keys, and those of an env entry.
@@ -50,7 +51,7 @@ def test_only_documented_fields_with_documented_types():
 
 
 def test_formation_addons_and_release_match_the_procfile():
-    processes = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
+    processes = procfile()
     assert set(MANIFEST["formation"]) == {"web", "worker"} == set(processes) - {"release"}
     for entry in MANIFEST["formation"].values():
         assert isinstance(entry["quantity"], int) and entry["quantity"] == 1 and entry["size"] in SIZES

@@ -32,17 +32,13 @@ import requests
 from app import db
 from app.config import ROOT
 from app.simulator.export import synthetic_history, synthetic_zip
-from conftest import TcpPostgres, free_port, freeze, http_sign_in, wait_for
+from conftest import TcpPostgres, free_port, freeze, http_sign_in, procfile, wait_for, worker_alive
 
 MAX_CONNECTIONS = 20
 ROLE = "app_role"  # not a superuser, as on a managed plan
 ACCOUNTS = ["sim-acct-riley", "sim-acct-sam", "sim-acct-jo", "sim-acct-max", "sim-acct-00001", "sim-acct-00002"]
 IMPORT_ROWS = 100_000
 PAGE_CLIENTS = 8
-
-
-def procfile() -> dict[str, str]:
-    return dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
 
 
 @pytest.fixture(scope="module")
@@ -168,13 +164,6 @@ def budget() -> int:
     """README's formula at the defaults: one web dyno of WEB_CONCURRENCY 2 x (WEB_THREADS 4 + 1)
     and one worker of 2 x WORKER_CONCURRENCY 2 + 4."""
     return 2 * db.web_pool_size(4) + db.worker_connections(2)
-
-
-def worker_alive(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=5).json()["worker"]["alive"] > 0
-    except (requests.RequestException, ValueError, KeyError):
-        return False
 
 
 def polls(conn) -> int:

@@ -205,7 +205,7 @@ def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_dat
     from cryptography.fernet import Fernet
 
     from app.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, ROOT
-    from conftest import REFERENCE_MS, archived, http_sign_in, window
+    from conftest import REFERENCE_MS, archived, http_sign_in, window, worker_alive
 
     freeze(simulator)
     simulator.world.config.access_token_ttl_s = 86_400  # outlive the simulated hours
@@ -237,14 +237,8 @@ def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_dat
         except requests.RequestException:
             return None
 
-    def worker_alive() -> bool:
-        try:
-            return requests.get(f"{base}/healthz", timeout=5).json()["worker"]["alive"] > 0
-        except (requests.RequestException, ValueError, KeyError):
-            return False
-
     try:
-        wait_for(lambda: (status() == 200 and worker_alive()) or process.poll() is not None, timeout=90,
+        wait_for(lambda: (status() == 200 and worker_alive(base)) or process.poll() is not None, timeout=90,
                  message="web and worker up", explain=log.read_text)
         assert process.poll() is None, log.read_text()
         listener = http_sign_in(base, "sim-acct-sam")

@@ -233,12 +233,22 @@ def rows(member: Member, meter: Meter | None = None, prefix: str | None = None) 
                          "again from Spotify and upload the new copy.") from None
 
 
-class _Metered(io.RawIOBase):
-    def __init__(self, inner: IO[bytes], meter: Meter):
-        self._inner, self._meter = inner, meter
+class _Passing(io.RawIOBase):
+    """A stream read through to `self._inner` (set by the subclass), which it closes."""
+
+    _inner: IO[bytes]
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+class _Metered(_Passing):
+    def __init__(self, inner: IO[bytes], meter: Meter):
+        self._inner, self._meter = inner, meter
 
     def readinto(self, buffer) -> int:
         data = self._inner.read(len(buffer))
@@ -246,12 +256,8 @@ class _Metered(io.RawIOBase):
         self._meter.bytes += len(data)
         return len(data)
 
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
 
-
-class _StructureGuard(io.RawIOBase):
+class _StructureGuard(_Passing):
     """Passes a JSON byte stream to the parser, raising InputError as soon as nesting goes
     deeper than MAX_DEPTH or one string runs longer than MAX_STRING_BYTES.
 
@@ -284,9 +290,6 @@ class _StructureGuard(io.RawIOBase):
         self._held = b""  # the end of the last chunk read, possibly half an escape
         self._ready = memoryview(b"")  # checked and rewritten, not yet handed to the parser
         self._eof = False
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer) -> int:
         while not self._ready and not self._eof:
@@ -346,19 +349,12 @@ class _StructureGuard(io.RawIOBase):
                                  f"{MAX_DEPTH} levels deep, where Spotify's files have two.")
             self._depth += sum(map(self._DELTA.__getitem__, structure))
 
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
 
-
-class _Capped(io.RawIOBase):
+class _Capped(_Passing):
     """A zip member stream that stops a member from producing more than it declared."""
 
     def __init__(self, inner: IO[bytes], declared: int, name: str):
         self._inner, self._left, self._name = inner, declared + 1024, name
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer) -> int:
         data = self._inner.read(len(buffer))
@@ -367,10 +363,6 @@ class _Capped(io.RawIOBase):
             raise InputError(f"{self._name} holds more data than its zip entry declares: refusing it.")
         buffer[:len(data)] = data
         return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
 
 
 def looks_like_csv(head: bytes, name: str) -> bool:
@@ -450,16 +442,13 @@ def _jsonl_rows(member: Member, meter: Meter) -> Iterator:
         raise InputError(f"{member.name} could not be read from the zip ({exc}); the zip is damaged.") from None
 
 
-class _LineGuard(io.RawIOBase):
+class _LineGuard(_Passing):
     """Passes a text stream on, raising InputError when a line runs longer than
     MAX_LINE_BYTES: the csv and line readers hold a whole line (and a CSV line may hold
     millions of empty fields), so memory stays bounded."""
 
     def __init__(self, inner: IO[bytes], name: str):
         self._inner, self._name, self._since_newline = inner, name, 0
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer) -> int:
         data = self._inner.read(min(len(buffer), MAX_LINE_BYTES))  # so no line hides inside one read
@@ -476,10 +465,6 @@ class _LineGuard(io.RawIOBase):
                              f"{MAX_LINE_BYTES // 1024**2} MB.")
         buffer[:len(data)] = data
         return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
 
 
 def _first_character(data: bytes) -> str:
