@@ -717,7 +717,7 @@ class ListenInbox(Base):
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
-    client_id: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    client_name: Mapped[str | None] = mapped_column(sa.Text)  # made a play_clients id by the merge
     listened_at: Mapped[int] = mapped_column(sa.BigInteger)  # Unix seconds: the play's start
     track_name: Mapped[str] = mapped_column(sa.Text)
     artist_name: Mapped[str] = mapped_column(sa.Text)

@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--web-threads", type=int, default=4, help="threads per web worker (WEB_THREADS)")
     parser.add_argument("--lastfm-rows", type=int, default=250_000, help="rows of the Last.fm CSV imported (0: none)")
     args = parser.parse_args()
 
@@ -199,7 +200,7 @@ def main() -> None:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             web = start([sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers",
-                         str(args.web_workers), "--threads", "4", "--no-control-socket"], env, tmp_path / "web.log")
+                         str(args.web_workers), "--threads", str(args.web_threads), "--no-control-socket"], env, tmp_path / "web.log")
             # 8 jobs at once, as measured since the benchmark began (the default is 2, for
             # the smallest Postgres plans): one merge job per token's user runs at a time.
             worker = start([sys.executable, "-m", "app", "worker", "--concurrency", "8"], env, tmp_path / "worker.log")

@@ -108,6 +108,9 @@ def test_liblistenbrainz_submits_single_import_and_playing_now_and_reads_them_ba
                         json={"listen_type": "single", "payload": [{"listened_at": now_s, "track_metadata": {
                             "track_name": "x", "artist_name": "y"}}]}, timeout=10)
     assert raw.status_code == 401 and raw.json() == {"code": 401, "error": "Invalid authorization token."}
+    # Checked, counted and written in one statement: written only for a live token.
+    assert db_conn.execute("SELECT (SELECT count(*) FROM listen_inbox WHERE track_name = 'x') "
+                           "+ (SELECT count(*) FROM tracks WHERE name = 'x')").fetchone()[0] == 0
 
 
 def _post(server, token, body, **kwargs):

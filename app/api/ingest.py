@@ -2,8 +2,9 @@
 
 The request only writes the listens to `listen_inbox` and queues one merge job for the
 user (a queueing lock keeps it to one waiting job however many requests arrive), so a
-scrobbler's request costs three statements on one psycopg connection (token and rate
-limit; clients; listens), and a burst of them is merged in one set-based pass. The job merges a user's inbox the way an import is merged (imports/merge.py):
+scrobbler's single listen costs one statement on one psycopg connection (token, rate
+limit and the listen together), and a burst of them is merged in one set-based pass.
+The job merges a user's inbox the way an import is merged (imports/merge.py):
 tracks found by Spotify id, ISRC or names, the same play already archived (polled,
 imported, scrobbled by another player) not counted again, by matching.py's rule for
 start-stamped plays. Listens show up in the archive within seconds (MERGE_DELAY_S, then
@@ -15,6 +16,7 @@ playing_now is kept apart, one row per user until it expires, and never becomes 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
@@ -35,74 +37,90 @@ MERGE_DELAY_S = 2  # how long listens gather before their merge starts
 DEFAULT_CLIENT = "ListenBrainz API"
 
 
+LOCK_PREFIX = "listens-"
+
+
 def queueing_lock(user_id: int) -> str:
-    return f"listens-{user_id}"
+    return f"{LOCK_PREFIX}{user_id}"
 
 
-def authorise(conn: psycopg.Connection, token: str, limit: Limit, *, now: datetime) -> tuple[int | None, Usage]:
-    """(the user id a live token belongs to, or None; where the token stands in its rate
-    limit), in one statement, committed without waiting for the disk (a lost count or
-    last-used time errs on the client's side). The token's last use is written at most
-    every tokens.TOUCH_EVERY."""
-    user_id, window_start, hits = conn.execute(f"""
+@dataclass(frozen=True)
+class Authorised:
+    user_id: int | None  # None: no live token
+    usage: Usage  # where the token stands in its rate limit
+    written: bool = False  # the submission's listens were written by the same statement
+    merge_waiting: bool = False  # (when written) a merge job is queued already
+
+
+def authorise(conn: psycopg.Connection, token: str, limit: Limit, *, now: datetime,
+              submission: Submission | None = None) -> Authorised:
+    """Check the token and count the request against its rate limit, in one statement on
+    `conn` (in autocommit: the statement is its transaction). The token's last use is
+    written at most every tokens.TOUCH_EVERY.
+
+    With the listens of a `submission`, the same statement writes them when the token is
+    live and within its limit (and only then), and commits durably: a single listen
+    costs one round trip. Without, the commit does not wait for the disk (a lost count or
+    last-used time errs on the client's side)."""
+    params = {"digest": digest(token), "now": now, "touch_before": now - TOUCH_EVERY,
+              "key": key(limit, rate_subject(token)), "window": limit.window, "hits": limit.hits}
+    if submission is not None:
+        params |= _listen_params(submission)
+        writes = f"""
+            allowed AS (SELECT t.user_id FROM token t, counted c WHERE c.hits <= %(hits)s),
+            added AS ({_INBOX_INSERT.format(user="a.user_id", source="allowed a, ")}),
+            state AS (SELECT {_MERGE_WAITING.format(user="(SELECT user_id FROM allowed)")} AS waiting)"""
+    else:
+        writes = "state AS (SELECT set_config('synchronous_commit', 'off', true) IS NULL AS waiting)"
+    user_id, window_start, hits, waiting = conn.execute(f"""
         WITH token AS (
             SELECT id, user_id, last_used_at FROM api_tokens WHERE digest = %(digest)s AND revoked_at IS NULL
         ), touched AS (
             UPDATE api_tokens SET last_used_at = %(now)s
              WHERE id = (SELECT id FROM token WHERE last_used_at IS NULL OR last_used_at <= %(touch_before)s)
-        ), counted AS ({count_sql(lambda name: f"%({name})s")})
-        SELECT (SELECT user_id FROM token), window_start, hits FROM counted
-    """, {"digest": digest(token), "now": now, "touch_before": now - TOUCH_EVERY,
-          "key": key(limit, rate_subject(token)), "window": limit.window}).fetchone()
-    conn.execute("SET LOCAL synchronous_commit = off")
-    conn.commit()
-    return user_id, Usage(limit.hits, hits, window_start + limit.window)
+        ), counted AS ({count_sql(lambda name: f"%({name})s")}),
+        {writes}
+        SELECT (SELECT user_id FROM token), window_start, hits, waiting FROM counted, state
+    """, params).fetchone()
+    usage = Usage(limit.hits, hits, window_start + limit.window)
+    written = submission is not None and user_id is not None and hits <= limit.hits
+    return Authorised(user_id, usage, written, bool(waiting) and written)
 
 
-def accept(conn: psycopg.Connection, user_id: int, submission: Submission, *, now: datetime) -> int:
-    """Write what was submitted and commit; how many listens were queued. Two statements
-    (clients, then listens and whether a merge is waiting): this is the API's busiest path."""
+def accept(conn: psycopg.Connection, who: Authorised, submission: Submission, *, now: datetime) -> None:
+    """Write what was submitted (unless authorise() wrote it already) and see that a merge
+    will take it; `conn` in autocommit."""
     if submission.listen_type == PLAYING_NOW:
-        _playing_now(conn, user_id, submission, now)
-        conn.commit()
-        return 0
-    listens = submission.listens
-    clients = _client_ids(conn, {listen.client or DEFAULT_CLIENT for listen in listens})
-    waiting = conn.execute("""
-        WITH added AS (
-            INSERT INTO listen_inbox (user_id, client_id, listened_at, track_name, artist_name, release_name,
-                                      spotify_id, isrc, duration_ms, received_at)
-            SELECT %(user_id)s, r.*, %(now)s
-              FROM unnest(%(client)s::smallint[], %(listened_at)s::bigint[], %(track)s::text[], %(artist)s::text[],
-                          %(release)s::text[], %(spotify_id)s::text[], %(isrc)s::text[], %(duration)s::integer[]) r
-        )
-        SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = %(lock)s AND status = 'todo')
-    """, {"user_id": user_id, "now": now, "lock": queueing_lock(user_id),
-          "client": [clients[listen.client or DEFAULT_CLIENT] for listen in listens],
-          "listened_at": [listen.listened_at for listen in listens],
-          "track": [listen.track_name for listen in listens], "artist": [listen.artist_name for listen in listens],
-          "release": [listen.release_name for listen in listens],
-          "spotify_id": [listen.spotify_id for listen in listens], "isrc": [listen.isrc for listen in listens],
-          "duration": [listen.duration_ms for listen in listens]}).fetchone()[0]
+        _playing_now(conn, who.user_id, submission, now)
+        return
+    waiting = who.merge_waiting if who.written else conn.execute(f"""
+        WITH added AS ({_INBOX_INSERT.format(user="%(user_id)s", source="")})
+        SELECT {_MERGE_WAITING.format(user="%(user_id)s")}
+    """, {"user_id": who.user_id, "now": now} | _listen_params(submission)).fetchone()[0]
     if not waiting:
-        _queue_merge(conn, user_id)
-    conn.commit()
-    return len(listens)
+        _queue_merge(conn, who.user_id)
 
 
-def _client_ids(conn: psycopg.Connection, names: set[str]) -> dict[str, int]:
-    sorted_names = sorted(names)  # a stable order: concurrent requests cannot deadlock on the upsert
-    # One round trip: the names already known, and the new ones as they are inserted.
-    found = dict(conn.execute("""
-        WITH known AS (SELECT name, id FROM play_clients WHERE name = ANY(%(names)s)),
-        added AS (INSERT INTO play_clients (name)
-                  SELECT n FROM unnest(%(names)s::text[]) n WHERE n NOT IN (SELECT name FROM known)
-                  ON CONFLICT (name) DO NOTHING RETURNING name, id)
-        SELECT name, id FROM known UNION ALL SELECT name, id FROM added
-    """, {"names": sorted_names}).fetchall())
-    if len(found) < len(names):  # another request added one between our look and our insert
-        found |= dict(conn.execute("SELECT name, id FROM play_clients WHERE name = ANY(%s)", (sorted_names,)).fetchall())
-    return found
+# The listens of a submission into the inbox, as user {user} (from {source}).
+_INBOX_INSERT = """
+    INSERT INTO listen_inbox (user_id, client_name, listened_at, track_name, artist_name, release_name, spotify_id,
+                              isrc, duration_ms, received_at)
+    SELECT {user}, r.*, %(now)s
+      FROM {source}unnest(%(client)s::text[], %(listened_at)s::bigint[], %(track)s::text[], %(artist)s::text[],
+                          %(release)s::text[], %(spotify_id)s::text[], %(isrc)s::text[], %(duration)s::integer[]) r"""
+# Whether a merge job for the user is waiting already (it will take what this statement writes).
+_MERGE_WAITING = (f"EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = '{LOCK_PREFIX}' || {{user}} "
+                  "AND status = 'todo')")
+
+
+def _listen_params(submission: Submission) -> dict:
+    listens = submission.listens
+    return {"client": [listen.client or DEFAULT_CLIENT for listen in listens],
+            "listened_at": [listen.listened_at for listen in listens],
+            "track": [listen.track_name for listen in listens], "artist": [listen.artist_name for listen in listens],
+            "release": [listen.release_name for listen in listens],
+            "spotify_id": [listen.spotify_id for listen in listens], "isrc": [listen.isrc for listen in listens],
+            "duration": [listen.duration_ms for listen in listens]}
 
 
 def _queue_merge(conn: psycopg.Connection, user_id: int) -> None:
@@ -161,9 +179,9 @@ def merge_inbox(database, user_id: int) -> list[Merged]:
                     RETURNING *
                 )
                 INSERT INTO import_stage (row_no, source, played_ms, spotify_id, track_name, artist_name, album_name,
-                                          ms_played, counted, isrc, client_id)
+                                          ms_played, counted, isrc, client_name)
                 SELECT row_number() OVER (ORDER BY id), {int(PlaySource.listen)}, listened_at * 1000, spotify_id,
-                       track_name, artist_name, release_name, duration_ms, true, isrc, client_id
+                       track_name, artist_name, release_name, duration_ms, true, isrc, client_name
                   FROM taken
             """, {"user": user_id}).rowcount
             if taken == 0:

@@ -40,8 +40,8 @@ STAGE = """
         row_no integer, source smallint, played_ms bigint, spotify_id text,
         track_name text, artist_name text, album_name text, ms_played integer, counted boolean,
         track_ref bigint,  -- native rows: their track in the file's catalogue (imports/native.py)
-        isrc text, client_id smallint,  -- listens
-        client_name text,  -- native rows: the player a listen came from (imports/native.py)
+        isrc text, client_id smallint,  -- listens: their player, from client_name (resolve_clients)
+        client_name text,  -- the player a listen came from (API listens, an Audiospective export's)
         episode_kind smallint  -- episodes and chapters (podcasts.py): the show in artist_name, the episode in track_name
     ) ON COMMIT DROP
 """
@@ -51,6 +51,13 @@ COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, a
 ROW_KEY = "coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name))"
 # Scrobbles' played_ms is their START until their track (and so its length) is known.
 SCROBBLED = f"IN ({SQL_START_STAMPED})"
+
+
+# One merge may name this many players not seen before (play_clients ids are small: a
+# hostile file or client must not use them up); listens of the players beyond, or past
+# MAX_CLIENTS in all, keep no player name.
+MAX_NEW_CLIENTS = 1000
+MAX_CLIENTS = 30_000
 
 
 class AccountGone(Exception):
@@ -125,6 +132,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     # An account deleted while this import was read: nothing may be written for it.
     if conn.execute("SELECT 1 FROM users WHERE id = %s FOR KEY SHARE", (user_id,)).fetchone() is None:
         raise AccountGone(f"user {user_id} was deleted during the import")
+    resolve_clients(conn)
     episodes = merge_episodes(conn, user_id)
     staged -= episodes.staged
     stage("removing duplicates within the upload")
@@ -415,6 +423,23 @@ def _reach(conn: psycopg.Connection, user_id: int) -> tuple[int, int]:
     row = conn.execute("SELECT longest_ms, unknown_length FROM listen_lengths WHERE user_id = %s",
                        (user_id,)).fetchone()
     return reach_ms(*(row or (None, False)))
+
+
+def resolve_clients(conn: psycopg.Connection) -> None:
+    """The players staged rows name become this instance's (play_clients), so that plays
+    keep their player (by its small id) through the API, exports and imports."""
+    if conn.execute("SELECT 1 FROM import_stage WHERE client_name IS NOT NULL LIMIT 1").fetchone() is None:
+        return
+    conn.execute("""
+        INSERT INTO play_clients (name)
+        SELECT name FROM (SELECT DISTINCT client_name AS name FROM import_stage WHERE client_name IS NOT NULL) n
+         WHERE NOT EXISTS (SELECT 1 FROM play_clients c WHERE c.name = n.name)
+           AND (SELECT coalesce(max(id), 0) FROM play_clients) < %s
+         ORDER BY name LIMIT %s
+        ON CONFLICT (name) DO NOTHING
+    """, (MAX_CLIENTS, MAX_NEW_CLIENTS))
+    conn.execute("UPDATE import_stage s SET client_id = c.id FROM play_clients c "
+                 "WHERE s.client_name IS NOT NULL AND c.name = s.client_name")
 
 
 def _offsets(a: PlaySource, b: PlaySource) -> tuple[int, int]:

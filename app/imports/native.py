@@ -52,11 +52,6 @@ class NativePlay(NamedTuple):
     client: str | None = None  # the player of a listen sent through the API
 
 
-# A file may name this many players it has not seen before (play_clients ids are small:
-# a hostile file must not use them up); plays of the players beyond keep no player name.
-MAX_NEW_CLIENTS = 1000
-
-
 def check(member: Member) -> None:
     """Refuse a file of a version this code does not know (a newer app wrote it)."""
     with member.open() as stream:
@@ -137,23 +132,8 @@ def resolve(conn: psycopg.Connection) -> int:
                  ORDER BY nt.ref) t
          WHERE s.track_ref = t.ref
     """)
-    _resolve_clients(conn)
     return conn.execute("UPDATE import_stage SET counted = false "
                         "WHERE track_ref IS NOT NULL AND track_name IS NULL AND counted").rowcount
-
-
-def _resolve_clients(conn: psycopg.Connection) -> None:
-    """The players the file names become this instance's (play_clients), as the API
-    records them, so listens keep their player through an export and an import."""
-    conn.execute("""
-        INSERT INTO play_clients (name)
-        SELECT name FROM (SELECT DISTINCT client_name AS name FROM import_stage WHERE client_name IS NOT NULL) n
-         WHERE NOT EXISTS (SELECT 1 FROM play_clients c WHERE c.name = n.name)
-         ORDER BY name LIMIT %s
-        ON CONFLICT (name) DO NOTHING
-    """, (MAX_NEW_CLIENTS,))
-    conn.execute("UPDATE import_stage s SET client_id = c.id FROM play_clients c "
-                 "WHERE s.client_name IS NOT NULL AND c.name = s.client_name")
 
 
 def add_catalogue(conn: psycopg.Connection) -> None:
