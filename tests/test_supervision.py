@@ -17,7 +17,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from app.config import ROOT
-from app.embedded_pg import ensure_server, restart
+from app.embedded_pg import TUNING, ensure_server, restart
 from app.migrate import upgrade
 from conftest import RunningApp, http_sign_in, pg_ctl, wait_for
 
@@ -210,3 +210,13 @@ def last_poll(app):
             return conn.execute("SELECT max(last_success_at) FROM archive_state").fetchone()[0]
     except psycopg.OperationalError:
         return None
+
+
+def test_the_embedded_postgres_runs_with_the_apps_tuning(pg_admin_url):
+    """TUNING (embedded_pg.py) is in effect on a server started from a fresh data directory:
+    written at its first start and applied by a restart before anyone else connected."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("the tests run against a server this project did not start")
+    with psycopg.connect(pg_admin_url) as conn:
+        for name, value in TUNING.items():
+            assert conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] == value, name

@@ -147,9 +147,9 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
          ORDER BY source, {ROW_KEY}, played_ms, row_no
     """)
     conn.execute("ANALYZE import_rows")  # a table made by a query has no statistics: the joins below need them
-    unique = _count(conn, "SELECT count(*) FROM import_rows")
-    has_account = _count(conn, f"SELECT count(*) FROM import_rows WHERE source = {account}") > 0
-    if has_account:
+    unique, has_account = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE source = {account}) > 0 FROM import_rows").fetchone()
+    if has_account and _exists(conn, f"import_stage WHERE source = {extended}"):
         # Account data repeats plays the extended history holds (counted or skipped): the
         # extended row's verdict stands. Matched by track name: account data names the track's
         # artist, the extended history the album's.
@@ -166,8 +166,8 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
 
     stage("finding tracks")
     new_tracks = _resolve_by_spotify_id(conn)
-    has_names = _count(conn, "SELECT count(*) FROM import_rows WHERE spotify_id IS NULL AND NOT duplicate") > 0
-    has_listens = _count(conn, f"SELECT count(*) FROM import_rows WHERE source {SCROBBLED}") > 0
+    has_names = _exists(conn, "import_rows WHERE spotify_id IS NULL AND NOT duplicate")
+    has_listens = _exists(conn, f"import_rows WHERE source {SCROBBLED}")
     if has_listens:
         _resolve_by_isrc(conn, user_id)
     name_only = _resolve_by_names(conn, user_id) if has_names else 0
@@ -232,11 +232,12 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
                SET longest_ms = greatest(l.longest_ms, excluded.longest_ms),
                    unknown_length = l.unknown_length OR excluded.unknown_length
         """, {"user": user_id})
-    duplicates_across = _count(conn, "SELECT count(*) FROM import_rows WHERE duplicate")
-    candidates = _count(conn, "SELECT count(*) FROM import_rows WHERE NOT duplicate AND NOT known")
-    known = _count(conn, "SELECT count(*) FROM import_rows WHERE known") + (candidates - imported)
+    duplicates_across, candidates, known, first, last = conn.execute("""
+        SELECT count(*) FILTER (WHERE duplicate), count(*) FILTER (WHERE NOT duplicate AND NOT known),
+               count(*) FILTER (WHERE known), min(played_ms), max(played_ms)
+          FROM import_rows""").fetchone()
+    known += candidates - imported
 
-    first, last = conn.execute("SELECT min(played_ms), max(played_ms) FROM import_rows").fetchone()
     gaps = conn.execute("""
         UPDATE gaps SET filled_at = now()
          WHERE user_id = %(user)s AND filled_at IS NULL
@@ -316,7 +317,7 @@ def _same_tracks(conn: psycopg.Connection, user_id: int) -> bool:
     """, {"user": user_id})
     spotify = "FROM import_same s JOIN tracks t ON t.id = s.track_id AND t.spotify_id IS NOT NULL"
     aliases = 0
-    if _count(conn, "SELECT count(*) FROM import_name_only") and _count(conn, f"SELECT count(*) {spotify}"):
+    if _exists(conn, "import_name_only") and _exists(conn, spotify.removeprefix("FROM ")):
         conn.execute(f"""
             CREATE TEMP TABLE import_keys ON COMMIT DROP AS
             SELECT c.track_id, lower(t.name) AS track_key, c.artist_key
@@ -468,5 +469,6 @@ def _name_only_albums(conn: psycopg.Connection, names_query: str) -> None:
     """)
 
 
-def _count(conn: psycopg.Connection, query: str) -> int:
-    return conn.execute(query).fetchone()[0]
+def _exists(conn: psycopg.Connection, rows: str) -> bool:
+    """Whether `FROM {rows}` finds any (it stops at the first, where count(*) reads them all)."""
+    return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {rows})").fetchone()[0]
