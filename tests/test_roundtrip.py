@@ -165,9 +165,9 @@ def test_a_native_file_keeps_its_listens_players_and_refuses_to_be_a_player_floo
     when it arrived, never again on import: it was moved by its length here before).
     Unusable names (NUL, 10,000 characters, not text) cost the play its player only, and
     one file adds at most MAX_NEW_CLIENTS players."""
-    from app.imports import merge
+    from app.imports import clients
 
-    monkeypatch.setattr(merge, "MAX_NEW_CLIENTS", 3)
+    monkeypatch.setattr(clients, "MAX_NEW_CLIENTS", 3)
     fresh = new_user(app, "someone-new")
     named = ["Pano Scrobbler", "multi-scrobbler", "Pano Scrobbler", "web scrobbler ✓", "Fourth player", "\u0000x",
              "y" * 10_000, 42]

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .. import queue
+from ..imports import clients
 from ..imports.merge import STAGE, Merged, merge
 from ..limits import Limit, Usage, count_sql, key
 from ..models import PlaySource
@@ -187,6 +188,7 @@ def merge_inbox(database, user_id: int) -> list[Merged]:
             if taken == 0:
                 session.rollback()
                 return results
+            clients.resolve(conn)
             merged = merge(conn, user_id, taken, fill_gaps=False)
             session.commit()
         log.info("listens for user %s: %s taken, %s new plays, %s already archived, %s repeated", user_id, taken,

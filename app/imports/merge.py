@@ -40,7 +40,7 @@ STAGE = """
         row_no integer, source smallint, played_ms bigint, spotify_id text,
         track_name text, artist_name text, album_name text, ms_played integer, counted boolean,
         track_ref bigint,  -- native rows: their track in the file's catalogue (imports/native.py)
-        isrc text, client_id smallint,  -- listens: their player, from client_name (resolve_clients)
+        isrc text, client_id smallint,  -- listens: their player, from client_name (clients.py)
         client_name text,  -- the player a listen came from (API listens, an Audiospective export's)
         episode_kind smallint  -- episodes and chapters (podcasts.py): the show in artist_name, the episode in track_name
     ) ON COMMIT DROP
@@ -51,13 +51,6 @@ COPY = ("COPY import_stage (row_no, source, played_ms, spotify_id, track_name, a
 ROW_KEY = "coalesce(spotify_id, lower(track_name) || chr(31) || lower(artist_name))"
 # Scrobbles' played_ms is their START until their track (and so its length) is known.
 SCROBBLED = f"IN ({SQL_START_STAMPED})"
-
-
-# One merge may name this many players not seen before (play_clients ids are small: a
-# hostile file or client must not use them up); listens of the players beyond, or past
-# MAX_CLIENTS in all, keep no player name.
-MAX_NEW_CLIENTS = 1000
-MAX_CLIENTS = 30_000
 
 
 class AccountGone(Exception):
@@ -132,7 +125,6 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     # An account deleted while this import was read: nothing may be written for it.
     if conn.execute("SELECT 1 FROM users WHERE id = %s FOR KEY SHARE", (user_id,)).fetchone() is None:
         raise AccountGone(f"user {user_id} was deleted during the import")
-    resolve_clients(conn)
     episodes = merge_episodes(conn, user_id)
     staged -= episodes.staged
     stage("removing duplicates within the upload")
@@ -186,8 +178,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
              WHERE r.source {SCROBBLED} AND r.ms_played IS NULL AND t.id = r.track_id AND t.duration_ms IS NOT NULL
                AND NOT r.native
         """)
-    conn.execute("CREATE INDEX ON import_rows (track_id, played_at)")
-    conn.execute("ANALYZE import_rows")
+    conn.execute("ANALYZE import_rows")  # track ids found: the statistics the steps below are planned by
 
     stage("matching against your archive")
     # One index probe per row: the user's plays in the row's time window, from the plays
@@ -392,10 +383,12 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
     _name_only_artists(conn, f"SELECT artist_name {unresolved}")
     _name_only_albums(conn, f"SELECT album_name, artist_name {unresolved}")
     created = conn.execute(f"""
-        WITH wanted AS (
-            SELECT DISTINCT ON (lower(track_name), lower(artist_name)) track_name, artist_name, album_name
-              {unresolved}
-             ORDER BY lower(track_name), lower(artist_name), album_name IS NULL, row_no
+        WITH picked AS (  -- per (track, artist): the first row naming an album, else the first row
+            SELECT coalesce(min(row_no) FILTER (WHERE album_name IS NOT NULL), min(row_no)) AS row_no
+              {unresolved} GROUP BY lower(track_name), lower(artist_name)
+        ), wanted AS (
+            SELECT r.track_name, r.artist_name, r.album_name FROM import_rows r JOIN picked p ON p.row_no = r.row_no
+             ORDER BY lower(r.track_name), lower(r.artist_name)
         ), inserted AS (
             INSERT INTO tracks (name, artist_name, album_id)
             SELECT w.track_name, w.artist_name, al.id FROM wanted w
@@ -426,23 +419,6 @@ def _reach(conn: psycopg.Connection, user_id: int) -> tuple[int, int]:
     return reach_ms(*(row or (None, False)))
 
 
-def resolve_clients(conn: psycopg.Connection) -> None:
-    """The players staged rows name become this instance's (play_clients), so that plays
-    keep their player (by its small id) through the API, exports and imports."""
-    if conn.execute("SELECT 1 FROM import_stage WHERE client_name IS NOT NULL LIMIT 1").fetchone() is None:
-        return
-    conn.execute("""
-        INSERT INTO play_clients (name)
-        SELECT name FROM (SELECT DISTINCT client_name AS name FROM import_stage WHERE client_name IS NOT NULL) n
-         WHERE NOT EXISTS (SELECT 1 FROM play_clients c WHERE c.name = n.name)
-           AND (SELECT coalesce(max(id), 0) FROM play_clients) < %s
-         ORDER BY name LIMIT %s
-        ON CONFLICT (name) DO NOTHING
-    """, (MAX_CLIENTS, MAX_NEW_CLIENTS))
-    conn.execute("UPDATE import_stage s SET client_id = c.id FROM play_clients c "
-                 "WHERE s.client_name IS NOT NULL AND c.name = s.client_name")
-
-
 def _offsets(a: PlaySource, b: PlaySource) -> tuple[int, int]:
     """The range of (b's stored time - a's stored time), in ms, for which matching.py calls
     two plays from these sources the same play."""
@@ -453,8 +429,8 @@ def _offsets(a: PlaySource, b: PlaySource) -> tuple[int, int]:
 def _name_only_artists(conn: psycopg.Connection, names_query: str) -> None:
     conn.execute(f"""
         INSERT INTO artists (name)
-        SELECT DISTINCT ON (lower(artist_name)) artist_name FROM ({names_query}) n
-         WHERE artist_name <> '' ORDER BY lower(artist_name), artist_name
+        SELECT min(artist_name) FROM ({names_query}) n
+         WHERE artist_name <> '' GROUP BY lower(artist_name) ORDER BY lower(artist_name)
         ON CONFLICT (lower(name)) WHERE spotify_id IS NULL DO NOTHING
     """)
 
@@ -462,9 +438,9 @@ def _name_only_artists(conn: psycopg.Connection, names_query: str) -> None:
 def _name_only_albums(conn: psycopg.Connection, names_query: str) -> None:
     conn.execute(f"""
         INSERT INTO albums (name, artist_name)
-        SELECT DISTINCT ON (lower(album_name), lower(artist_name)) album_name, artist_name FROM ({names_query}) n
+        SELECT min(album_name), min(artist_name) FROM ({names_query}) n
          WHERE album_name IS NOT NULL
-         ORDER BY lower(album_name), lower(artist_name), album_name
+         GROUP BY lower(album_name), lower(artist_name) ORDER BY lower(album_name), lower(artist_name)
         ON CONFLICT (lower(name), lower(artist_name)) WHERE spotify_id IS NULL DO NOTHING
     """)
 

@@ -34,6 +34,7 @@ import psycopg
 
 from ..models import PlaySource
 from ..time import ms_to_datetime, played_at_ms
+from . import clients
 from .formats import AUDIOBOOK_KIND, MALFORMED, PODCAST, EpisodePlay, _clean, _count, _storable
 from .sources import InputError, Member, rows, top_level_value
 
@@ -132,6 +133,7 @@ def resolve(conn: psycopg.Connection) -> int:
                  ORDER BY nt.ref) t
          WHERE s.track_ref = t.ref
     """)
+    clients.resolve(conn)
     return conn.execute("UPDATE import_stage SET counted = false "
                         "WHERE track_ref IS NOT NULL AND track_name IS NULL AND counted").rowcount
 
