@@ -106,6 +106,14 @@ def reach_ms(longest_listen_ms: int | None, unknown_length: bool) -> tuple[int, 
     return before, after
 
 
+def farthest_ms(longest_ms: int) -> int:
+    """How far from its row's time any bound of sql_bounds() lies, for rows played no
+    longer than `longest_ms`: a span that far around a set of rows holds every play a
+    row of them can be matched with (before reach_ms widens it)."""
+    widest = max(abs(ms) for pair in UNCERTAINTY_MS.values() for ms in pair)
+    return longest_ms + max(UNKNOWN_LENGTH_MS[1], widest) + CLOCK_SKEW_MS
+
+
 def sql_bounds(time: str, source: str, ms: str) -> dict[str, str]:
     """bounds() as SQL expressions over a (timestamptz, source smallint, ms_played integer)
     triple: {"end_lo": …, "end_hi": …, "start_lo": …, "start_hi": …}."""

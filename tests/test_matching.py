@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from app.matching import bounds, same_play, sql_same_play
+from app.matching import bounds, farthest_ms, same_play, sql_same_play
 from app.models import PlaySource
 
 S = 1_750_000_000_000  # a listen's start, ms
@@ -73,3 +73,15 @@ def test_the_rule_says_what_its_documentation_says():
     # Spotify's own sources: as before (end only).
     assert same_play(bounds(poll_end, POLL, None), bounds(poll_end + 9_000, EXTENDED, 170_000))
     assert not same_play(bounds(poll_end, POLL, None), bounds(poll_end + 11_000, EXTENDED, 170_000))
+
+
+def test_no_bound_lies_farther_than_farthest_ms():
+    """The import skips matching when the user has no play within farthest_ms of its rows:
+    every bound of every kind of row, of any length up to the longest, lies within it."""
+    longest = 3_600_000
+    for source in PlaySource:
+        for ms_played in (None, 0, 1, 29_999, 480_000, longest):
+            b = bounds(10**12, source, ms_played)
+            reach = max(abs(edge - 10**12) for edge in (b.end_lo, b.end_hi))
+            assert reach <= farthest_ms(longest), (source, ms_played, reach)
+    assert farthest_ms(0) < 2 * 3_600_000  # and it is not so wide that it never skips

@@ -1,21 +1,25 @@
-"""Track and hour rollups: added to the rows that exist, plainly inserted where none does.
+"""Track and hour rollups: plain inserts where the user has nothing yet.
 
 INSERT … ON CONFLICT DO UPDATE inserts each row speculatively (a probe of the key, the
 row, its index entries, then a confirmation): about a third more per row than a plain
-INSERT, and an import's rollup rows are nearly all new. The plays triggers now update
-the keys a table has and insert the others, in one statement whose parts read the same
-snapshot, so no key is both updated and inserted.
+INSERT. An import into an empty archive, or of years the archive does not reach yet,
+creates nearly all of its rollup rows. So the plays insert trigger first looks, per
+table, whether the statement's users have any row in the span its plays cover (one
+index probe per user); where they have none, no key can exist, and its rows are plainly
+inserted; otherwise they are upserted as before. (Updating the existing keys and
+inserting the rest by an anti-join was tried first: on an instance with 1.2 million
+track-month rows the planner hashed the whole table for each, 1 s per import.)
 
 That is only safe where nobody else can add the same key meanwhile. The track rollups
 (track_months, track_years, track_totals) are written by the plays triggers alone, and a
 user's plays by one writer at a time (app/archive_lock.py); listening_hours is also
 rebuilt by a time-zone change, which must wait for the user row the plays triggers lock
 first (and vice versa). The artist and album rollups are also moved by the catalogue's
-resolution of a track (0015), which holds no user's lock: they stay upserts.
+resolution of a track (0015), which holds no user's lock: they stay upserts, as does
+everything the delete trigger writes.
 
 Measured (auto_explain, this machine): the track and hour rollups of a 250,000-row
-Last.fm import took 1.58 s, now 1.02 s; of a 242,572-row account-data import, 1.26 s, now
-1.09 s (its rows spread over fewer months).
+Last.fm import into an empty archive took 1.58 s, now …
 
 Revision ID: 0024
 Revises: 0023
@@ -39,47 +43,65 @@ def _rollups_0015() -> SimpleNamespace:
     return SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("0015_artist_album_rollups.py"))))
 
 
-def _add_or_insert(name: str, table: str, key: str, select: str, added: list[str],
-                   extremes: dict[str, str | None] | None = None) -> str:
-    """CTEs adding the rows of `select` (the key's columns, then `added` and `extremes`'
-    columns, by name) to `table`: the `added` columns summed into existing rows and each
-    of `extremes` kept by its function (least, greatest; None: left as it is); rows for
-    new keys inserted, in key order."""
-    keys = [k.strip() for k in key.split(",")]
-    match = " AND ".join(f"r.{k} = d.{k}" for k in keys)
-    sets = [f"{c} = r.{c} + d.{c}" for c in added] + \
-        [f"{c} = {f}(r.{c}, d.{c})" for c, f in (extremes or {}).items() if f is not None]
-    columns = ", ".join(keys + added + list(extremes or {}))
+def _write(name: str, table: str, key: str, select: str, added: list[str], extremes: dict[str, str | None],
+           fresh: str) -> str:
+    """CTEs writing the rows of `select` (the key's columns, then `added` and `extremes`'
+    columns, by name) to `table`: plain inserts when `fresh` (SQL: no key of them can
+    exist), else an upsert summing `added` into existing rows and keeping each of
+    `extremes` by its function (least, greatest; None: as it is). In key order."""
+    columns = ", ".join([k.strip() for k in key.split(",")] + added + list(extremes))
+    sets = [f"{c} = r.{c} + excluded.{c}" for c in added] + \
+        [f"{c} = {f}(r.{c}, excluded.{c})" for c, f in extremes.items() if f is not None]
     return f"""{name}_rows AS MATERIALIZED ({select}
+    ), {name}_fresh AS MATERIALIZED (SELECT {fresh} AS fresh
     ), {name} AS (
-        UPDATE {table} r SET {", ".join(sets)} FROM {name}_rows d WHERE {match}
-    ), {name}_new AS (
         INSERT INTO {table} ({columns})
-        SELECT {columns} FROM {name}_rows d WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE {match}) ORDER BY {key}
+        SELECT {columns} FROM {name}_rows WHERE (SELECT fresh FROM {name}_fresh) ORDER BY {key}
+    ), {name}_added AS (
+        INSERT INTO {table} AS r ({columns})
+        SELECT {columns} FROM {name}_rows WHERE NOT (SELECT fresh FROM {name}_fresh) ORDER BY {key}
+        ON CONFLICT ({key}) DO UPDATE SET {", ".join(sets)}
     )"""
 
 
+def _none_yet(table: str, rows: str, column: str | None) -> str:
+    """SQL: whether `table` has no row of `rows`' users between the least and the greatest
+    `column` of their rows (None: none at all). A LATERAL probe per user, so the planner
+    cannot choose to read the whole table."""
+    span = f", min({column}) AS lo, max({column}) AS hi" if column else ""
+    within = f" AND r.{column} BETWEEN b.lo AND b.hi" if column else ""
+    return (f"NOT EXISTS (SELECT 1 FROM (SELECT user_id{span} FROM {rows} GROUP BY user_id) b "
+            f"CROSS JOIN LATERAL (SELECT 1 FROM {table} r WHERE r.user_id = b.user_id{within} LIMIT 1) x)")
+
+
 def _rollup_sql(m0015, source: str, sign: int) -> str:
-    """0015's rollup_sql with the track and hour rollups written as _add_or_insert does."""
+    """0015's rollup_sql, with the track and hour rollups written as _write does."""
     s = "" if sign > 0 else "-"
     before = m0015.rollup_sql(source, sign)
     aggregates = before[:before.index("), hours AS (")] + ")"  # p: the plays; tm: per user, UTC month and track
+
+    def fresh(table: str, rows: str, column: str | None) -> str:
+        return _none_yet(table, rows, column) if sign > 0 else "false"  # a delete's keys exist
+
     # Removed plays cannot move a first or last play: plays_after_delete recomputes them.
     extremes = {"first_played_at": "least", "last_played_at": "greatest"} if sign > 0 else \
         {"first_played_at": None, "last_played_at": None}
-    return f"""{aggregates}, {_add_or_insert(
+    return f"""{aggregates}, {_write(
         "hours", "listening_hours", "user_id, day, hour",
         f"SELECT user_id, local::date AS day, extract(hour FROM local) AS hour, {s}count(*) AS plays, "
-        f"{s}sum(ms) AS ms, {s}sum(est) AS estimated FROM p GROUP BY 1, 2, 3", ["plays", "ms", "estimated"])}, {
-    _add_or_insert("months", "track_months", "user_id, month, track_id",
-                   f"SELECT user_id, month, track_id, {s}plays AS plays, {s}ms AS ms FROM tm", ["plays", "ms"])}, {
-    _add_or_insert("years", "track_years", "user_id, year, track_id",
-                   f"SELECT user_id, date_trunc('year', month, 'UTC') AS year, track_id, {s}sum(plays) AS plays, "
-                   f"{s}sum(ms) AS ms FROM tm GROUP BY 1, 2, 3", ["plays", "ms"])}, {
-    _add_or_insert("totals", "track_totals", "user_id, track_id",
-                   f"SELECT user_id, track_id, {s}sum(plays) AS plays, {s}sum(ms) AS ms, "
-                   "min(first_at) AS first_played_at, max(last_at) AS last_played_at FROM tm GROUP BY 1, 2",
-                   ["plays", "ms"], extremes)},
+        f"{s}sum(ms) AS ms, {s}sum(est) AS estimated FROM p GROUP BY 1, 2, 3", ["plays", "ms", "estimated"], {},
+        fresh("listening_hours", "hours_rows", "day"))}, {
+    _write("months", "track_months", "user_id, month, track_id",
+           f"SELECT user_id, month, track_id, {s}plays AS plays, {s}ms AS ms FROM tm", ["plays", "ms"], {},
+           fresh("track_months", "months_rows", "month"))}, {
+    _write("years", "track_years", "user_id, year, track_id",
+           f"SELECT user_id, date_trunc('year', month, 'UTC') AS year, track_id, {s}sum(plays) AS plays, "
+           f"{s}sum(ms) AS ms FROM tm GROUP BY 1, 2, 3", ["plays", "ms"], {},
+           fresh("track_years", "years_rows", "year"))}, {
+    _write("totals", "track_totals", "user_id, track_id",
+           f"SELECT user_id, track_id, {s}sum(plays) AS plays, {s}sum(ms) AS ms, "
+           "min(first_at) AS first_played_at, max(last_at) AS last_played_at FROM tm GROUP BY 1, 2",
+           ["plays", "ms"], extremes, fresh("track_totals", "totals_rows", None))},
     {m0015.artists_sql("tm", "track_artists", sign)}, {m0015.albums_sql("tm", "tracks", sign)}
     {m0015.BUMP_VERSIONS.format(source="tm")}
     """
