@@ -34,12 +34,14 @@ log = logging.getLogger(__name__)
 
 DATABASE_NAME = "audiospective"
 
-# Settings that differ from Postgres's defaults. wal_buffers: the default is 1/32 of
-# shared_buffers (4 MB of the default 128 MB), and an import's merge writes its log faster
-# than that drains: the importing process then writes the log itself, over and over
-# (12,600 times in a 250,000-row import, which 16 MB, Postgres's own cap for its
-# automatic value, brings to a few hundred and 1 s faster).
-TUNING = {"wal_buffers": "16MB"}
+# Settings that differ from Postgres's defaults, which are sized for a machine of twenty
+# years ago. shared_buffers: an archive of a million plays with its rollups is several
+# times the default 128 MB; an account-data import into such an instance ran 2 s faster
+# with 256 MB (bench.import). wal_buffers: the default is 1/32 of shared_buffers, and an
+# import's merge writes its log faster than 4 MB drains: the importing process then wrote
+# the log itself 12,600 times in a 250,000-row import; 16 MB (Postgres's own cap for its
+# automatic value) made the merge 1 s faster.
+TUNING = {"shared_buffers": "256MB", "wal_buffers": "16MB"}
 
 
 def ensure_server(pgdata: Path, database: str = DATABASE_NAME, *, keep_running: bool = False) -> str:

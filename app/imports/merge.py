@@ -179,7 +179,6 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
              WHERE r.source {SCROBBLED} AND r.ms_played IS NULL AND t.id = r.track_id AND t.duration_ms IS NOT NULL
                AND NOT r.native
         """)
-    conn.execute("ANALYZE import_rows")  # track ids found: the statistics the steps below are planned by
 
     stage("matching against your archive")
     # One index probe per row: the user's plays in the row's time window, from the plays
@@ -198,6 +197,7 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     if first is not None and _exists(conn, "plays WHERE user_id = %s AND played_at BETWEEN %s AND %s", (
             user_id, first - timedelta(milliseconds=farthest_ms(longest) + before),
             last + timedelta(milliseconds=farthest_ms(longest) + after))):
+        conn.execute("ANALYZE import_rows")  # track ids found: the statistics matching is planned by
         # The general forms only where they are needed: their extra joins and comparisons, per
         # candidate play, made re-importing a Spotify export three times slower.
         aliases = _same_tracks(conn, user_id)
