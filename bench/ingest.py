@@ -11,7 +11,9 @@ user's token (`--users` of them), send for `--seconds`:
 2. import batches of 1,000 listens.
 
 Then 3: `audiospective import` of a Last.fm CSV of `--lastfm-rows` scrobbles (as
-lastfm.ghan.nl writes it), as its own process: rows per second and its peak RSS.
+lastfm.ghan.nl writes it), as its own process: rows per second and its peak RSS. Twice:
+for a user whose archive already holds the API phases' listens in the same years (each
+row matched against them), and for a user with an empty archive on the same instance.
 
 Each phase reports requests and listens per second accepted, latency percentiles per
 request, and how long the worker then took to merge the inbox into plays (the listens
@@ -157,15 +159,14 @@ def lastfm_csv(path: Path, rows: int) -> Path:
     return path
 
 
-def lastfm_import(tmp_path: Path, env: dict[str, str], rows: int) -> dict:
+def lastfm_import(source: Path, env: dict[str, str], user: str) -> dict:
     """`audiospective import` of a Last.fm CSV, as its own process: rows/s and peak RSS."""
-    source = lastfm_csv(tmp_path / "scrobbles.csv", rows)
-    stdout, stderr, seconds, peak_mb = run_cli(["import", "--user", "bench-0", str(source)], env)
+    stdout, stderr, seconds, peak_mb = run_cli(["import", "--user", user, str(source)], env)
     report = json.loads(stdout.strip().splitlines()[-1])["report"]
     result = {"rows": report["rows"], "imported": report["imported"], "seconds": round(seconds, 2),
               "rows_per_s": round(report["rows"] / seconds), "peak_rss_mb": round(peak_mb, 1),
               "file_mb": round(source.stat().st_size / 1024**2, 1)}
-    print(f"Last.fm CSV import: {result}", file=sys.stderr)
+    print(f"Last.fm CSV import for {user}: {result}", file=sys.stderr)
     return result
 
 
@@ -213,10 +214,15 @@ def main() -> None:
             finally:
                 stop(web)
                 stop(worker)
-            imported = lastfm_import(tmp_path, env, args.lastfm_rows) if args.lastfm_rows else None
+            imported = into_empty = None
+            if args.lastfm_rows:
+                source = lastfm_csv(tmp_path / "scrobbles.csv", args.lastfm_rows)
+                imported = lastfm_import(source, env, "bench-0")
+                run_cli(["users", "add", "--spotify-id", "bench-new", "--name", "Bench new"], env)
+                into_empty = lastfm_import(source, env, "bench-new")
     print(json.dumps({"clients": args.clients, "users": args.users, "seconds": args.seconds,
                       "web_workers": args.web_workers, "single": single, "import_batches": batches,
-                      "lastfm_csv_import": imported}))
+                      "lastfm_csv_import": imported, "lastfm_csv_import_empty_archive": into_empty}))
 
 
 if __name__ == "__main__":
