@@ -455,3 +455,60 @@ def test_search_finds_exactly_the_tracks_whose_names_contain_the_query(app, arch
             assert set(matching_tracks(conn, uid, q)) == expected, q
             found_any += bool(expected)
     assert found_any >= 5
+
+
+TRACK_ROLLUP_KEYS = {"track_months": ("user_id", "month", "track_id"), "track_years": ("user_id", "year", "track_id"),
+                     "track_totals": ("user_id", "track_id"), "listening_hours": ("user_id", "day", "hour")}
+
+
+def track_rollup_drift(db_conn, uid) -> dict[str, tuple[int, int]]:
+    """table -> (the user's rows, rows that differ from a recount of their plays)."""
+    ms = "coalesce(p.ms_played, t.duration_ms, 0)"
+    local = "(p.played_at AT TIME ZONE u.timezone)"
+    recounts = {
+        "track_months": f"SELECT p.user_id, date_trunc('month', p.played_at, 'UTC') AS month, p.track_id, "
+                        f"count(*) AS plays, sum({ms}) AS ms FROM {{plays}} GROUP BY 1, 2, 3",
+        "track_years": f"SELECT p.user_id, date_trunc('year', p.played_at, 'UTC') AS year, p.track_id, "
+                       f"count(*) AS plays, sum({ms}) AS ms FROM {{plays}} GROUP BY 1, 2, 3",
+        "track_totals": f"SELECT p.user_id, p.track_id, count(*) AS plays, sum({ms}) AS ms, "
+                        f"min(p.played_at) AS first_played_at, max(p.played_at) AS last_played_at FROM {{plays}} "
+                        "GROUP BY 1, 2",
+        "listening_hours": f"SELECT p.user_id, {local}::date AS day, extract(hour FROM {local}) AS hour, "
+                           f"count(*) AS plays, sum({ms}) AS ms FROM {{plays}} GROUP BY 1, 2, 3",
+    }
+    plays = "plays p JOIN tracks t ON t.id = p.track_id JOIN users u ON u.id = p.user_id WHERE p.user_id = %(uid)s"
+    found = {}
+    for table, recount_sql in recounts.items():
+        key = TRACK_ROLLUP_KEYS[table]
+        values = ["plays", "ms"] + (["first_played_at", "last_played_at"] if table == "track_totals" else [])
+        found[table] = db_conn.execute(f"""
+            WITH x AS ({recount_sql.format(plays=plays)}), r AS (SELECT * FROM {table} WHERE user_id = %(uid)s)
+            SELECT (SELECT count(*) FROM r),
+                   count(*) FILTER (WHERE {' OR '.join(f"r.{v} IS DISTINCT FROM x.{v}" for v in values)})
+              FROM x FULL JOIN r USING ({', '.join(key)})
+        """, {"uid": uid}).fetchone()
+    return found
+
+
+def test_track_and_hour_rollups_equal_a_recount_when_keys_are_new_old_or_both(app, db_conn):
+    """Rollup rows are plainly inserted where the user has none in the span, looked up row
+    by row where it has some, upserted where the key exists (migration 0024): an empty
+    archive, a statement overlapping it (same tracks and months, and new ones), one in
+    years it does not reach, and one within a month it has; every table equals a recount."""
+    from conftest import new_user
+
+    uid = new_user(app, "rollup-keys")
+    first = db_conn.execute("INSERT INTO tracks (name, artist_name, duration_ms) SELECT 'Keys ' || g, 'Band', "
+                            "180000 + g FROM generate_series(1, 40) g RETURNING id").fetchall()[0][0]
+    insert = """INSERT INTO plays (played_at, user_id, track_id, ms_played, source)
+                SELECT %(start)s::timestamptz + g * %(step)s * interval '1 minute', %(uid)s,
+                       %(first)s + (g * 7) %% %(tracks)s, CASE WHEN g %% 3 = 0 THEN NULL ELSE 100000 + g END, 2
+                  FROM generate_series(1, %(n)s) g"""
+    batches = [("2024-01-01", 97, 30, 400), ("2024-01-20", 89, 40, 500), ("2019-05-01", 61, 40, 300),
+               ("2024-02-03 10:00:30", 1, 40, 7)]
+    for start, step, tracks, n in batches:
+        db_conn.execute(insert, {"start": start, "step": step, "uid": uid, "first": first, "tracks": tracks, "n": n})
+        drift = track_rollup_drift(db_conn, uid)
+        assert all(rows > 0 for rows, _ in drift.values()), drift
+        assert {table: wrong for table, (_, wrong) in drift.items() if wrong} == {}, (start, drift)
+    assert db_conn.execute("SELECT count(*) FROM plays WHERE user_id = %s", (uid,)).fetchone()[0] == 1207

@@ -192,11 +192,16 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
     first, last, longest = conn.execute(
         "SELECT min(played_at), max(played_at), coalesce(max(ms_played), 0) FROM import_rows WHERE NOT duplicate"
     ).fetchone()
+    # How far before and after a row the plays it may be the same play as can lie.
+    back, on = (timedelta(milliseconds=farthest_ms(longest) + reach) for reach in (before, after))
     # A first import (or one of years the archive does not reach) has nothing to match:
-    # one probe of the plays index instead of one per row.
-    if first is not None and _exists(conn, "plays WHERE user_id = %s AND played_at BETWEEN %s AND %s", (
-            user_id, first - timedelta(milliseconds=farthest_ms(longest) + before),
-            last + timedelta(milliseconds=farthest_ms(longest) + after))):
+    # one probe of the plays index instead of one per row; and only rows near the
+    # archive's first and last plays can match any (an import of the years before it
+    # began, say, mostly cannot).
+    archived_first, archived_last = conn.execute("SELECT min(played_at), max(played_at) FROM plays WHERE user_id = %s",
+                                                 (user_id,)).fetchone()
+    if first is not None and _exists(conn, "plays WHERE user_id = %s AND played_at BETWEEN %s AND %s",
+                                     (user_id, first - back, last + on)):
         conn.execute("ANALYZE import_rows")  # track ids found: the statistics matching is planned by
         # The general forms only where they are needed: their extra joins and comparisons, per
         # candidate play, made re-importing a Spotify export three times slower.
@@ -206,13 +211,13 @@ def merge(conn: psycopg.Connection, user_id: int, staged: int, stage: callable =
         ends_only = not has_listens and before == reach_ms(None, False)[0] and after == reach_ms(None, False)[1]
         conn.execute(f"""
             UPDATE import_rows r SET known = true
-             WHERE NOT r.duplicate AND EXISTS (
+             WHERE NOT r.duplicate AND r.played_at BETWEEN %(from)s AND %(to)s AND EXISTS (
                    SELECT 1 {same_track} AND p.user_id = %(user)s
                       AND p.played_at BETWEEN {mine['end_lo']} - make_interval(secs => {before / 1000})
                                           AND {mine['end_hi']} + make_interval(secs => {after / 1000})
                       AND {sql_same_play(row, play, ends_only=ends_only)}
                    OFFSET 0)
-        """, {"user": user_id})
+        """, {"user": user_id, "from": archived_first - on, "to": archived_last + back})
 
     stage("saving plays")
     imported = conn.execute("""

@@ -5,10 +5,11 @@ row, its index entries, then a confirmation): about a third more per row than a 
 INSERT. An import into an empty archive, or of years the archive does not reach yet,
 creates nearly all of its rollup rows. So the plays insert trigger first looks, per
 table, whether the statement's users have any row in the span its plays cover (one
-index probe per user); where they have none, no key can exist, and its rows are plainly
-inserted; otherwise they are upserted as before. (Updating the existing keys and
-inserting the rest by an anti-join was tried first: on an instance with 1.2 million
-track-month rows the planner hashed the whole table for each, 1 s per import.)
+index probe per user); where they have none, no key can exist and every row is plainly
+inserted. Otherwise each row's key is looked up (one index probe) and a row whose key is
+missing is plainly inserted, the others upserted as before. (An anti-join to find the
+missing keys was tried first: on an instance with 1.2 million track-month rows the
+planner hashed the whole table for it, 1 s per import.)
 
 That is only safe where nobody else can add the same key meanwhile. The track rollups
 (track_months, track_years, track_totals) are written by the plays triggers alone, and a
@@ -44,22 +45,29 @@ def _rollups_0015() -> SimpleNamespace:
 
 
 def _write(name: str, table: str, key: str, select: str, added: list[str], extremes: dict[str, str | None],
-           fresh: str) -> str:
+           fresh: str | None) -> str:
     """CTEs writing the rows of `select` (the key's columns, then `added` and `extremes`'
-    columns, by name) to `table`: plain inserts when `fresh` (SQL: no key of them can
-    exist), else an upsert summing `added` into existing rows and keeping each of
-    `extremes` by its function (least, greatest; None: as it is). In key order."""
-    columns = ", ".join([k.strip() for k in key.split(",")] + added + list(extremes))
+    columns, by name) to `table`: a row whose key the table lacks is plainly inserted, the
+    others upserted, summing `added` into the existing row and keeping each of `extremes`
+    by its function (least, greatest; None: as it is); in key order. Whether the key
+    exists is one index probe per row, or none when `fresh` (SQL over `{name}_data`, the
+    rows) says no key of them can (None: every key exists, as a delete's do)."""
+    keys = [k.strip() for k in key.split(",")]
+    columns = ", ".join(keys + added + list(extremes))
     sets = [f"{c} = r.{c} + excluded.{c}" for c in added] + \
         [f"{c} = {f}(r.{c}, excluded.{c})" for c, f in extremes.items() if f is not None]
-    return f"""{name}_rows AS MATERIALIZED ({select}
-    ), {name}_fresh AS MATERIALIZED (SELECT {fresh} AS fresh
+    match = " AND ".join(f"r.{k} = d.{k}" for k in keys)
+    missing = "false" if fresh is None else \
+        f"CASE WHEN ({fresh}) THEN true ELSE NOT EXISTS (SELECT 1 FROM {table} r WHERE {match}) END"
+    return f"""{name}_data AS MATERIALIZED ({select}
+    ), {name}_rows AS MATERIALIZED (
+        SELECT d.*, {missing} AS missing FROM {name}_data d
     ), {name} AS (
         INSERT INTO {table} ({columns})
-        SELECT {columns} FROM {name}_rows WHERE (SELECT fresh FROM {name}_fresh) ORDER BY {key}
+        SELECT {columns} FROM {name}_rows WHERE missing ORDER BY {key}
     ), {name}_added AS (
         INSERT INTO {table} AS r ({columns})
-        SELECT {columns} FROM {name}_rows WHERE NOT (SELECT fresh FROM {name}_fresh) ORDER BY {key}
+        SELECT {columns} FROM {name}_rows WHERE NOT missing ORDER BY {key}
         ON CONFLICT ({key}) DO UPDATE SET {", ".join(sets)}
     )"""
 
@@ -80,8 +88,8 @@ def _rollup_sql(m0015, source: str, sign: int) -> str:
     before = m0015.rollup_sql(source, sign)
     aggregates = before[:before.index("), hours AS (")] + ")"  # p: the plays; tm: per user, UTC month and track
 
-    def fresh(table: str, rows: str, column: str | None) -> str:
-        return _none_yet(table, rows, column) if sign > 0 else "false"  # a delete's keys exist
+    def fresh(table: str, rows: str, column: str | None) -> str | None:
+        return _none_yet(table, rows, column) if sign > 0 else None  # a delete's keys exist
 
     # Removed plays cannot move a first or last play: plays_after_delete recomputes them.
     extremes = {"first_played_at": "least", "last_played_at": "greatest"} if sign > 0 else \
@@ -90,18 +98,18 @@ def _rollup_sql(m0015, source: str, sign: int) -> str:
         "hours", "listening_hours", "user_id, day, hour",
         f"SELECT user_id, local::date AS day, extract(hour FROM local) AS hour, {s}count(*) AS plays, "
         f"{s}sum(ms) AS ms, {s}sum(est) AS estimated FROM p GROUP BY 1, 2, 3", ["plays", "ms", "estimated"], {},
-        fresh("listening_hours", "hours_rows", "day"))}, {
+        fresh("listening_hours", "hours_data", "day"))}, {
     _write("months", "track_months", "user_id, month, track_id",
            f"SELECT user_id, month, track_id, {s}plays AS plays, {s}ms AS ms FROM tm", ["plays", "ms"], {},
-           fresh("track_months", "months_rows", "month"))}, {
+           fresh("track_months", "months_data", "month"))}, {
     _write("years", "track_years", "user_id, year, track_id",
            f"SELECT user_id, date_trunc('year', month, 'UTC') AS year, track_id, {s}sum(plays) AS plays, "
            f"{s}sum(ms) AS ms FROM tm GROUP BY 1, 2, 3", ["plays", "ms"], {},
-           fresh("track_years", "years_rows", "year"))}, {
+           fresh("track_years", "years_data", "year"))}, {
     _write("totals", "track_totals", "user_id, track_id",
            f"SELECT user_id, track_id, {s}sum(plays) AS plays, {s}sum(ms) AS ms, "
            "min(first_at) AS first_played_at, max(last_at) AS last_played_at FROM tm GROUP BY 1, 2",
-           ["plays", "ms"], extremes, fresh("track_totals", "totals_rows", None))},
+           ["plays", "ms"], extremes, fresh("track_totals", "totals_data", None))},
     {m0015.artists_sql("tm", "track_artists", sign)}, {m0015.albums_sql("tm", "tracks", sign)}
     {m0015.BUMP_VERSIONS.format(source="tm")}
     """
