@@ -108,6 +108,66 @@ def _one(database: db.Database) -> int:
         return session.execute(sa.text("SELECT 1")).scalar()
 
 
+def _backend(database: db.Database) -> int:
+    with database.connection(autocommit=True) as conn:
+        return conn.execute("SELECT pg_backend_pid() -- marker").fetchone()[0]
+
+
+def _last_statement(admin, pid: int) -> str:
+    return admin.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]
+
+
+def _wait_until_gone(admin, pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+        assert time.monotonic() < deadline, f"backend {pid} still there"
+        time.sleep(0.02)
+
+
+def test_a_recently_used_connection_is_handed_out_without_a_round_trip(small_postgres):
+    database = db.Database(small_postgres.url(), pool_size=1)
+    with psycopg.connect(small_postgres.url(), autocommit=True) as admin:
+        pid = _backend(database)
+        with database.connection():
+            pass
+        with database.session():
+            pass
+        # Nothing was sent: the server's last statement from this connection is still ours.
+        assert _last_statement(admin, pid) == "SELECT pg_backend_pid() -- marker"
+    database.dispose()
+
+
+def test_a_connection_idle_for_long_is_pinged_before_use(small_postgres, monkeypatch):
+    database = db.Database(small_postgres.url(), pool_size=1)
+    with psycopg.connect(small_postgres.url(), autocommit=True) as admin:
+        pid = _backend(database)
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.0)
+        assert _backend(database) == pid
+        assert admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'idle'",
+                             [pid]).fetchone()[0] == 1
+        with database.connection(autocommit=True):
+            assert _last_statement(admin, pid) == "ROLLBACK"  # the ping, and its transaction ended
+    database.dispose()
+
+
+@pytest.mark.parametrize("orm", [False, True])
+def test_a_connection_the_server_ended_is_replaced_not_handed_out(small_postgres, orm):
+    """A restart or an administrator's pg_terminate_backend, seconds ago: the next request
+    gets a new connection, not the error of the dead one."""
+    database = db.Database(small_postgres.url(), pool_size=1)
+    with psycopg.connect(small_postgres.url(), autocommit=True) as admin:
+        pid = _backend(database)
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        _wait_until_gone(admin, pid)
+        if orm:
+            with database.session() as session:
+                new = session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        else:
+            new = _backend(database)
+        assert new != pid
+    database.dispose()
+
+
 def test_the_budget_formula():
     assert db.web_pool_size(4) == 5
     assert db.worker_connections(2) == 8  # 2 x 2 + 1 pooled, 2 for the queue, its listener
