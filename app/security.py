@@ -20,6 +20,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, has_app_context, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask.requests import HtmxAwareRequest
 
@@ -94,8 +95,18 @@ def token_authenticated(req) -> bool:
     return req.path.startswith(API_PREFIX)
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """The signed-cookie session, except on the token-authenticated API: a player's
+    request never reads or sets the cookie (nothing there may depend on a browser's
+    session), and opening one was a tenth of what a single listen cost the web process."""
+
+    def open_session(self, app, req):
+        return None if token_authenticated(req) else super().open_session(app, req)
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     app.request_class = LimitedRequest
+    app.session_interface = SessionInterface()
     app.config["IMPORT_MAX_UPLOAD_BYTES"] = settings.import_max_upload_bytes
     # ListenBrainz's own: 1,000 listens of 10,240 bytes (app/api/submit.py), and room for the envelope.
     app.config["API_MAX_BODY_BYTES"] = 1000 * 10240 + 64 * 1024

@@ -185,3 +185,16 @@ def test_listens_made_public_are_read_by_anyone_and_private_again_by_no_one(app,
     bad = client.post("/settings/api/privacy", data={"listens": "everyone",
                                                      "csrf_token": csrf_token(client, "/settings/api")})
     assert bad.status_code == 400
+
+
+def test_the_api_never_reads_or_sets_the_browser_session(app, client):
+    """A signed-in browser that calls /1/ (web-scrobbler does, from its extension) is not
+    signed in there: only the token counts, and no Set-Cookie comes back."""
+    sign_in(client, "sim-acct-sam")
+    assert client.get("/dashboard").status_code == 200
+    answer = client.get("/1/user/sim-acct-sam/listen-count")
+    assert answer.status_code == 404 and "error" in answer.get_json()  # private: the cookie is no reader
+    for path in ("/1/validate-token", "/1/user/sim-acct-sam/listens", "/1/user/nobody/playing-now"):
+        answer = client.get(path)
+        assert "Set-Cookie" not in answer.headers and "Cookie" not in answer.headers.get("Vary", ""), path
+    assert client.get("/dashboard").status_code == 200  # the browser's session is untouched
