@@ -253,7 +253,16 @@ def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_dat
         victim = master.children()[0]
         started = time.monotonic()
         victim.send_signal(signal.SIGKILL)
+
+        def dead() -> bool:  # its sockets closed: a request sent sooner dies with it, as it would anywhere
+            try:
+                return victim.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_for(dead, timeout=10, message="the killed web worker gone")
         answers = [status("/dashboard", listener) for _ in range(20)]
+
         def replaced() -> bool:
             try:
                 return len([c for c in master.children() if c.pid != victim.pid and c.is_running()]) == 2
