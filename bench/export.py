@@ -34,6 +34,7 @@ from app.config import ROOT
 from app.embedded_pg import temporary_server
 from app.migrate import upgrade
 from bench.dashboard import TZ, build_catalogue, listening, load_plays
+from bench.memory import high_water_mb
 
 FORMATS = ("csv", "json", "spotify")
 
@@ -80,17 +81,17 @@ def export_once(database_url: str, env: dict[str, str], uid: int, fmt: str, log:
                                    (export_id,)).fetchone()
                 if row[0] in ("done", "failed") or time.monotonic() > deadline:
                     break
-                # Not poll(): that would reap the process and lose its resource usage.
-                if os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                if worker.poll() is not None:
                     raise SystemExit(f"the worker stopped:\n{log.read_text()[-3000:]}")
                 time.sleep(0.2)
+        peak_mb = high_water_mb(worker.pid)
         worker.send_signal(signal.SIGTERM)
-        _, _, usage = os.wait4(worker.pid, 0)
+        worker.wait()
     if row[0] != "done":
         raise SystemExit(f"{fmt} export of user {uid} ended {row[0]}: {row[5]} (see {log})")
     seconds = float(row[1])
     return {"seconds": round(seconds, 2), "rows_per_s": round(row[2] / seconds), "peak_rss_mb":
-            round(usage.ru_maxrss / 1024, 1), "bytes": row[3], "bytes_stored": row[4], "rows": row[2]}
+            round(peak_mb, 1), "bytes": row[3], "bytes_stored": row[4], "rows": row[2]}
 
 
 def main() -> None:

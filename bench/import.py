@@ -32,6 +32,7 @@ from app.config import ROOT
 from app.embedded_pg import temporary_server
 from app.migrate import upgrade
 from app.simulator.export import as_account_data, synthetic_history, synthetic_zip
+from bench.memory import wait_for_exit
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[str, str, float, float]:
@@ -40,13 +41,12 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[str, str, float, floa
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen([sys.executable, "-m", "app", *args], env={**os.environ, **env}, cwd=ROOT,
                                    stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not any other's
+        peak_mb = wait_for_exit(process)
         seconds = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0), err.seek(0)
         if process.returncode != 0:
             raise SystemExit(f"audiospective {' '.join(args)} failed:\n{err.read()}")
-        return out.read(), err.read(), seconds, usage.ru_maxrss / 1024
+        return out.read(), err.read(), seconds, peak_mb
 
 
 def preload(database_url: str, user: str, plays: int, before_ms: int) -> None:

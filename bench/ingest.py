@@ -4,8 +4,8 @@
 
 A private Postgres (embedded, in a temporary directory), the Procfile's web server
 (gunicorn, `--web-workers` processes of 4 threads) and one `audiospective worker`, all
-separate processes. `--clients` threads, each with its own keep-alive connection and a
-user's token (`--users` of them), send for `--seconds`:
+separate processes. `--clients` keep-alive connections (asyncio, in this process), each
+with a user's token (`--users` of them), send for `--seconds`:
 
 1. single listens (`listen_type: single`, one listen a request);
 2. import batches of 1,000 listens.
@@ -25,14 +25,13 @@ is raised out of the way (it still counts every request, as in production).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
-import http.client
 import importlib
 import json
 import random
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,23 +56,25 @@ run_cli = importlib.import_module("bench.import").run_cli  # `import` is a keywo
 BASE_TS = 1_600_000_000
 
 
-class Client(threading.Thread):
-    """Sends one kind of request as fast as answers come, until told to stop."""
+class Client:
+    """One keep-alive connection sending one kind of request as fast as answers come.
+    Raw HTTP/1.1 over asyncio, every request's bytes made before the clock starts: the
+    clients share the machine's two cores with the server, and a thread per client with
+    http.client spent three times as much of them per request (a scrobbler's player runs
+    on another machine)."""
 
-    def __init__(self, url: str, token: str, number: int, batch: int, prepared: int, go: threading.Event):
-        super().__init__(daemon=True)
-        self.prepared, self.go, self.ready = prepared, go, threading.Event()
-        self.stop_at = float("inf")
-        parts = urlsplit(url)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    def __init__(self, host: str, port: int, token: str, number: int, batch: int, prepared: int):
+        self.host, self.port = host, port
         self.number, self.batch = number, batch
+        self.head = (f"POST /1/submit-listens HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Token {token}\r\n"
+                     "Content-Type: application/json\r\n")
+        self.sequence = 0
+        self.requests = [self.request() for _ in range(prepared)]
         self.latencies: list[float] = []
         self.listens = 0
         self.errors: dict[int, int] = {}
-        self.sequence = 0
 
-    def body(self) -> bytes:
+    def request(self) -> bytes:
         listens = []
         for _ in range(self.batch):
             n = self.sequence = self.sequence + 1
@@ -83,46 +84,54 @@ class Client(threading.Thread):
                                                "additional_info": {"duration_ms": 180_000,
                                                                    "submission_client": "bench.ingest"}}})
         kind = "single" if self.batch == 1 else "import"
-        return json.dumps({"listen_type": kind, "payload": listens}).encode()
+        body = json.dumps({"listen_type": kind, "payload": listens}).encode()
+        return f"{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
-    def run(self) -> None:
-        # Bodies made before the clock starts: the client shares the machine's two cores.
-        bodies = [self.body() for _ in range(self.prepared)]
-        self.ready.set()
-        self.go.wait()
+    async def run(self, stop_at: float) -> None:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
         n = 0
-        while time.monotonic() < self.stop_at:
-            body = bodies[n % len(bodies)]  # after the last, the same listens again: the merge drops them
+        while time.monotonic() < stop_at:
+            request = self.requests[n % len(self.requests)]  # after the last, the same listens again: the merge drops them
             n += 1
             started = time.perf_counter()
-            self.connection.request("POST", "/1/submit-listens", body=body, headers=self.headers)
-            response = self.connection.getresponse()
-            response.read()
+            writer.write(request)
+            status, close = await _read_response(reader)
             self.latencies.append(time.perf_counter() - started)
-            if response.status == 200:
+            if status == 200:
                 self.listens += self.batch
             else:
-                self.errors[response.status] = self.errors.get(response.status, 0) + 1
-        self.connection.close()
+                self.errors[status] = self.errors.get(status, 0) + 1
+            if close:
+                writer.close()
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+        writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, whether the server closes the connection) of one response, its body read."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:] if line)}
+    if "content-length" not in fields:
+        raise RuntimeError(f"a response without Content-Length: {lines[0]}")
+    await reader.readexactly(int(fields["content-length"]))
+    return int(lines[0].split()[1]), fields.get("connection", "").lower() == "close"
 
 
 def phase(url: str, tokens: list[str], args, batch: int, conn: psycopg.Connection) -> dict:
     plays_before = conn.execute("SELECT count(*) FROM plays").fetchone()[0]
-    go = threading.Event()
-    # Enough distinct bodies for the phase at the targets (2,000 requests/s, 20 batches/s), spread over the clients.
-    prepared = max(50, int((2000 if batch == 1 else 20) * args.seconds / args.clients))
-    clients = [Client(url, tokens[i % len(tokens)], i + (batch > 1) * args.clients, batch, prepared, go)
-               for i in range(args.clients)]
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.ready.wait()
-    started = time.monotonic()
-    for client in clients:
-        client.stop_at = started + args.seconds
-    go.set()
-    for client in clients:
-        client.join()
+    parts = urlsplit(url)
+    # Enough distinct bodies for the phase at twice the targets (2,000 requests/s, 20 batches/s), spread over the clients.
+    prepared = max(50, int((4000 if batch == 1 else 40) * args.seconds / args.clients))
+    clients = [Client(parts.hostname, parts.port, tokens[i % len(tokens)], i + (batch > 1) * args.clients, batch,
+                      prepared) for i in range(args.clients)]
+
+    async def send() -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(client.run(started + args.seconds) for client in clients))
+        return started
+
+    started = asyncio.run(send())
     sent_s = time.monotonic() - started
     while conn.execute("SELECT count(*) FROM listen_inbox").fetchone()[0]:
         time.sleep(0.2)
