@@ -362,8 +362,8 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
     the row names one)."""
     conn.execute(f"""
         CREATE TEMP TABLE import_names ON COMMIT DROP AS
-        WITH mine AS (
-            SELECT DISTINCT track_id FROM plays WHERE user_id = %(user)s
+        WITH mine AS (  -- track_totals: one row per track the user has plays of, kept by the plays triggers
+            SELECT track_id FROM track_totals WHERE user_id = %(user)s
             UNION SELECT track_id FROM import_rows WHERE track_id IS NOT NULL
         ), credited AS ({CREDITED.format(tracks="mine")})
         SELECT lower(t.name) AS track_key, c.artist_key, lower(al.name) AS album_key, t.id AS track_id,
