@@ -187,6 +187,41 @@ def test_the_same_listens_from_two_services_are_counted_once(app, client, db_con
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 10
 
 
+# Wordings made up for the test (Takeout's are the account language's): the rule learns
+# whatever a file uses, in front of the song's name, after it, or both.
+@pytest.mark.parametrize("before, after", [("Angeschaut: ", ""), ("", " visto"), ("Du hast ", " angesehen")])
+def test_a_takeout_in_another_language_gives_the_songs_names(app, client, db_conn, importer, before, after):
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    # 25 songs (as many different titles as it takes to learn from), two of them sharing
+    # their first word; and a short file in the same wording, read as it is.
+    names = [f"{word} {n}" for n, word in enumerate(["Love", "Sunday", "Río", "Zero", "Ärger"] * 5)]
+    entries = [{"header": "YouTube Music", "title": f"{before}{name}{after}",
+                "titleUrl": "https://music.youtube.com/watch?v=x", "subtitles": [{"name": "Someone - Topic"}],
+                "time": utc(START + n * 240, "%Y-%m-%dT%H:%M:%SZ")} for n, name in enumerate(names)]
+    report = importer(uid, {"watch-history.json": json.dumps(entries[::-1]).encode()}).report
+    assert report["imported"] == 25, report
+    archived = [r[0] for r in db_conn.execute(
+        "SELECT t.name FROM plays p JOIN tracks t ON t.id = p.track_id ORDER BY p.played_at")]
+    assert archived == names
+    short = importer(uid, {"watch-history.json": json.dumps([{**entries[0], "time": utc(START - 3600, "%Y-%m-%dT%H:%M:%SZ")}]
+                                                             ).encode()}).report
+    assert short["imported"] == 1
+    assert db_conn.execute("SELECT t.name FROM plays p JOIN tracks t ON t.id = p.track_id ORDER BY p.played_at "
+                           "LIMIT 1").fetchone()[0] == entries[0]["title"]
+
+
+def test_an_english_takeout_keeps_the_first_word_its_songs_share(app, client, db_conn, importer):
+    """English titles all start "Watched ": a run of chapters ("Chapter 1" …) keeps its word."""
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    entries = [{"header": "YouTube Music", "title": f"Watched Chapter {n}", "titleUrl": "https://music.youtube.com/x",
+                "subtitles": [{"name": "A Reader - Topic"}], "time": utc(START + n * 240, "%Y-%m-%dT%H:%M:%SZ")}
+               for n in range(30)]
+    assert importer(uid, {"watch-history.json": json.dumps(entries).encode()}).report["imported"] == 30
+    assert {r[0] for r in db_conn.execute("SELECT name FROM tracks")} == {f"Chapter {n}" for n in range(30)}
+
+
 @pytest.mark.parametrize("filename, data, message", [
     ("scrobbles.csv", b"when,what\n1,2\n", "a CSV file, but not one this server can read"),
     ("scrobbles.csv", b"uts,artist,track\n" + b"1" * 2_000_000 + b"\n", "a line longer than 1 MB"),

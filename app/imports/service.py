@@ -14,6 +14,8 @@ Every input row ends in exactly one bucket of the report; the buckets sum to the
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import shutil
 import tempfile
@@ -294,6 +296,9 @@ def _reader(member: Member, natives: list[Member], stager: Stager) -> tuple[Call
     if member.kind == formats.NATIVE:
         file_no = next(n for n, m in enumerate(natives) if m is member)
         return (lambda row, rule: native.read_play(row, file_no)), stager.add_native, member.prefix
+    if member.kind == services.YOUTUBE_MUSIC:  # its titles' wording first, from the file's first entries
+        wording = services.title_wording(itertools.islice(rows(member), services.WORDING_SAMPLE))
+        return functools.partial(services.read_youtube_music, wording=wording), stager.add, member.prefix
     if member.kind in services.READERS:
         return services.READERS[member.kind], stager.add, member.prefix
     if member.kind == formats.ACCOUNT_PODCAST:

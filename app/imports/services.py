@@ -7,7 +7,7 @@
 | ListenBrainz | its user export zip (`listens/<year>/<month>.jsonl`), or the older JSON list of listens | a listen | `listened_at`, start |
 | Maloja | `maloja_export_*.json` (`{"scrobbles": [...]}`) | a scrobble | `time`, start |
 | Apple Music | `Apple Music Play Activity.csv` from Apple's privacy export | a play event | `Event End Timestamp`, end |
-| YouTube Music | Google Takeout's `watch-history.json` (only music.youtube.com entries) | a watch | `time`, start |
+| YouTube Music | Google Takeout's `watch-history.json` (only the entries YouTube Music played; titles in any language's wording, see title_wording) | a watch | `time`, start |
 
 Scrobbles are stamped when a play STARTS (matching.py); their length is the track's, when
 anyone knows it. A row becomes a Play (imports/formats.py) or a skip reason, as a Spotify
@@ -16,6 +16,7 @@ row does: the same per-row report, the same merge and the same "nothing counted 
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -189,24 +190,62 @@ def read_apple_music(row: Any, rule: str) -> Play | str:
     return Play(end, int(PlaySource.apple_music), None, _clean(song), _clean(artist) or "", _clean(album), played)
 
 
-def read_youtube_music(row: Any, rule: str) -> Play | str:
+# How Takeout words a watch, in English: "Watched <title>". Other languages word it their
+# own way; title_wording() learns it from the file.
+ENGLISH_WORDING = ("Watched ", "")
+WORDING_SAMPLE = 5000  # entries read to learn it (videos and all) …
+WORDING_MAX_TITLES = 500  # … or until this many different titles
+WORDING_MIN_TITLES = 20  # different titles it takes: fewer, and a shared first word of theirs could pass for it
+
+
+def _youtube_music(row: dict) -> bool:
+    """Music is what YouTube Music played: its header says so (many Takeouts link those
+    songs on www.youtube.com), or the link is on music.youtube.com."""
+    url = row.get("titleUrl")
+    return row.get("header") == "YouTube Music" or (isinstance(url, str) and url.startswith("https://music.youtube.com/"))
+
+
+def title_wording(entries) -> tuple[str, str]:
+    """(the words before, the words after) that a Takeout's titles wrap each song's name in,
+    in the account's language: what every one of the music entries' different titles
+    starts and ends with, in whole words. English's when they all start with its words, or
+    when fewer than WORDING_MIN_TITLES different titles say too little (a few songs may
+    share their first word). In another language, titles that all share their first word
+    (chapters of one book, say) lose it too."""
+    titles: set[str] = set()
+    for row in entries:
+        title = row.get("title") if isinstance(row, dict) else None
+        if isinstance(title, str) and len(title) <= 1000 and _youtube_music(row):  # memory stays small
+            titles.add(title)
+            if len(titles) == WORDING_MAX_TITLES:
+                break
+    if len(titles) < WORDING_MIN_TITLES or all(title.startswith(ENGLISH_WORDING[0]) for title in titles):
+        return ENGLISH_WORDING  # (in English, a run of titles sharing a first word must keep it)
+    before = os.path.commonprefix(list(titles))  # character by character, as it says
+    before = before[:before.rfind(" ") + 1]
+    after = os.path.commonprefix([title[::-1] for title in titles])[::-1]
+    after = after[after.find(" "):] if " " in after else ""
+    return before, after
+
+
+def read_youtube_music(row: Any, rule: str, wording: tuple[str, str] = ENGLISH_WORDING) -> Play | str:
     """A Takeout watch: `{"header": "YouTube Music", "title": "Watched <song>", "titleUrl":
     "https://music.youtube.com/watch?v=…", "subtitles": [{"name": "<artist> - Topic"}],
-    "time": "<ISO start>"}`. Music is what YouTube Music played: its header says so (many
-    Takeouts link those songs on www.youtube.com), or the link is on music.youtube.com.
-    Everything else is not music; a song YouTube has since removed has no link and no
-    title left to know it by."""
+    "time": "<ISO start>"}`, the title worded as `wording` says (title_wording). Everything
+    that is not music (_youtube_music) is skipped; a song YouTube has since removed has no
+    link and no title left to know it by."""
     if not isinstance(row, dict):
         return MALFORMED
-    url = row.get("titleUrl")
-    linked = isinstance(url, str) and url.startswith(("https://music.youtube.com/", "https://www.youtube.com/"))
-    if row.get("header") != "YouTube Music" and not (linked and url.startswith("https://music.youtube.com/")):
+    if not _youtube_music(row):
         return NOT_MUSIC
-    if not linked:
+    url = row.get("titleUrl")
+    if not (isinstance(url, str) and url.startswith(("https://music.youtube.com/", "https://www.youtube.com/"))):
         return MALFORMED
     title, subtitles = row.get("title"), row.get("subtitles")
-    if isinstance(title, str) and title.startswith("Watched "):
-        title = title[len("Watched "):]
+    before, after = wording
+    if isinstance(title, str) and len(title) > len(before) + len(after) and title.startswith(before) \
+            and title.endswith(after):
+        title = title[len(before):len(title) - len(after)]
     artist = subtitles[0].get("name") if isinstance(subtitles, list) and subtitles and \
         isinstance(subtitles[0], dict) else None
     if isinstance(artist, str) and artist.endswith(" - Topic"):
