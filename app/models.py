@@ -260,8 +260,12 @@ class Album(CatalogueItem, Base):
 class Track(CatalogueItem, Base):
     __tablename__ = "tracks"
     __table_args__ = (
+        # Name-only tracks: by name and artist, or when none is known (Apple's play activity)
+        # by name and album (migration 0025).
         sa.Index("uq_tracks_name_only", sa.text("lower(name)"), sa.text("lower(artist_name)"), unique=True,
-                 postgresql_where=sa.text("spotify_id IS NULL")),
+                 postgresql_where=sa.text("spotify_id IS NULL AND artist_name <> ''")),
+        sa.Index("uq_tracks_name_only_no_artist", sa.text("lower(name)"), sa.text("coalesce(album_id, 0)"), unique=True,
+                 postgresql_where=sa.text("spotify_id IS NULL AND artist_name = ''")),
         # Album counts read (id, album_id) from the index alone (migration 0004).
         sa.Index("ix_tracks_id_album", "id", postgresql_include=["album_id"]),
         sa.Index("ix_tracks_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),

@@ -187,6 +187,34 @@ def test_the_same_listens_from_two_services_are_counted_once(app, client, db_con
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 10
 
 
+def test_songs_without_an_artist_are_one_track_per_album(app, client, db_conn, importer):
+    """Apple names no artist: "Intro" of two albums is two tracks, each listed with its album
+    (and the same file again adds nothing)."""
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, APPLE_COLUMNS)
+    writer.writeheader()
+    plays = [("Intro", "First Album"), ("Intro", "Second Album"), ("intro", "first album"), ("Intro", ""),
+             ("Outro", "First Album")]
+    for n, (song, album) in enumerate(plays):
+        ts = START + n * 600
+        writer.writerow({"Album Name": album, "Container Album Name": album, "Event Type": "PLAY_END",
+                         "Event End Timestamp": utc(ts + 200, "%Y-%m-%dT%H:%M:%S.000Z"), "Media Type": "AUDIO",
+                         "Media Duration In Milliseconds": 200_000, "Play Duration Milliseconds": 200_000,
+                         "Song Name": song})
+    data = out.getvalue().encode()
+    first = importer(uid, {"Apple Music Play Activity.csv": data}).report
+    assert (first["imported"], first["name_only_tracks"]) == (5, 4), first
+    listed = db_conn.execute("""
+        SELECT t.name, coalesce(al.name, ''), count(*) FROM plays p JOIN tracks t ON t.id = p.track_id
+          LEFT JOIN albums al ON al.id = t.album_id GROUP BY t.id, t.name, al.name ORDER BY 1, 2""").fetchall()
+    assert listed == [("Intro", "", 1), ("Intro", "First Album", 2), ("Intro", "Second Album", 1),
+                      ("Outro", "First Album", 1)]
+    again = importer(uid, {"Apple Music Play Activity.csv": data}).report
+    assert (again["imported"], again["already_in_archive"], again["name_only_tracks"]) == (0, 5, 0), again
+
+
 # Wordings made up for the test (Takeout's are the account language's): the rule learns
 # whatever a file uses, in front of the song's name, after it, or both.
 @pytest.mark.parametrize("before, after", [("Angeschaut: ", ""), ("", " visto"), ("Du hast ", " angesehen")])

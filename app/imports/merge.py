@@ -397,9 +397,11 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
     _name_only_artists(conn, f"SELECT artist_name {unresolved}")
     _name_only_albums(conn, f"SELECT album_name, artist_name {unresolved}")
     created = conn.execute(f"""
-        WITH picked AS (  -- per (track, artist): the first row naming an album, else the first row
+        WITH picked AS (  -- per (track, artist): the first row naming an album, else the first row;
+                          -- a track without an artist is one per album (migration 0025)
             SELECT coalesce(min(row_no) FILTER (WHERE album_name IS NOT NULL), min(row_no)) AS row_no
-              {unresolved} GROUP BY lower(track_name), lower(artist_name)
+              {unresolved}
+             GROUP BY lower(track_name), lower(artist_name), CASE WHEN artist_name = '' THEN lower(album_name) END
         ), wanted AS (
             SELECT r.track_name, r.artist_name, r.album_name FROM import_rows r JOIN picked p ON p.row_no = r.row_no
              ORDER BY lower(r.track_name), lower(r.artist_name)
@@ -408,7 +410,7 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
             SELECT w.track_name, w.artist_name, al.id FROM wanted w
               LEFT JOIN albums al ON al.spotify_id IS NULL AND lower(al.name) = lower(w.album_name)
                                  AND lower(al.artist_name) = lower(w.artist_name)
-            ON CONFLICT (lower(name), lower(artist_name)) WHERE spotify_id IS NULL DO NOTHING
+            ON CONFLICT DO NOTHING  -- a name-only track of that key exists (either unique index)
             RETURNING id, artist_name
         ), linked AS (
             INSERT INTO track_artists (track_id, position, artist_id)
@@ -420,8 +422,17 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
     """).fetchone()[0]
     conn.execute("""
         UPDATE import_rows r SET track_id = t.id FROM tracks t
-         WHERE r.spotify_id IS NULL AND NOT r.duplicate AND r.track_id IS NULL AND t.spotify_id IS NULL
+         WHERE r.spotify_id IS NULL AND NOT r.duplicate AND r.track_id IS NULL AND r.artist_name <> ''
+           AND t.spotify_id IS NULL AND t.artist_name <> ''
            AND lower(t.name) = lower(r.track_name) AND lower(t.artist_name) = lower(r.artist_name)
+    """)
+    conn.execute("""
+        UPDATE import_rows r SET track_id = t.id FROM tracks t
+         WHERE r.spotify_id IS NULL AND NOT r.duplicate AND r.track_id IS NULL AND r.artist_name = ''
+           AND t.spotify_id IS NULL AND t.artist_name = '' AND lower(t.name) = lower(r.track_name)
+           AND coalesce(t.album_id, 0) = coalesce((SELECT al.id FROM albums al
+                                                    WHERE al.spotify_id IS NULL AND lower(al.name) = lower(r.album_name)
+                                                      AND lower(al.artist_name) = ''), 0)
     """)
     return created
 

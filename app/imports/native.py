@@ -203,7 +203,7 @@ def add_catalogue(conn: psycopg.Connection) -> None:
             INSERT INTO tracks (name, artist_name, album_id, duration_ms, explicit, isrc)
             SELECT u.name, u.artist_name, al.id, u.duration_ms, u.explicit, u.isrc FROM native_used u {album_of}
              WHERE u.spotify_id IS NULL
-            ON CONFLICT (lower(name), lower(artist_name)) WHERE spotify_id IS NULL DO NOTHING
+            ON CONFLICT DO NOTHING  -- a name-only track of that key exists (either unique index)
             RETURNING id, name, artist_name
         )
         INSERT INTO native_created
