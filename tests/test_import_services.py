@@ -187,11 +187,12 @@ def test_the_same_listens_from_two_services_are_counted_once(app, client, db_con
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 10
 
 
-def test_songs_without_an_artist_are_one_track_per_album(app, client, db_conn, importer):
-    """Apple names no artist: "Intro" of two albums is two tracks, each listed with its album
-    (and the same file again adds nothing)."""
-    sign_in(client, "sim-acct-sam")
-    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+APPLE_INTROS = [("Intro", "", 1), ("Intro", "First Album", 2), ("Intro", "Second Album", 1), ("Outro", "First Album", 1)]
+
+
+def apple_intros_csv() -> bytes:
+    """Five plays of songs without an artist: "Intro" of two albums (once in other case),
+    of no album, and another song of the first album."""
     out = io.StringIO()
     writer = csv.DictWriter(out, APPLE_COLUMNS)
     writer.writeheader()
@@ -203,14 +204,26 @@ def test_songs_without_an_artist_are_one_track_per_album(app, client, db_conn, i
                          "Event End Timestamp": utc(ts + 200, "%Y-%m-%dT%H:%M:%S.000Z"), "Media Type": "AUDIO",
                          "Media Duration In Milliseconds": 200_000, "Play Duration Milliseconds": 200_000,
                          "Song Name": song})
-    data = out.getvalue().encode()
+    return out.getvalue().encode()
+
+
+def tracks_and_albums(conn, user_id: int) -> list[tuple]:
+    """(track, album, plays) of the user's plays, one row per track."""
+    return conn.execute("""
+        SELECT t.name, coalesce(al.name, ''), count(*) FROM plays p JOIN tracks t ON t.id = p.track_id
+          LEFT JOIN albums al ON al.id = t.album_id WHERE p.user_id = %s
+         GROUP BY t.id, t.name, al.name ORDER BY 1, 2, 3""", (user_id,)).fetchall()
+
+
+def test_songs_without_an_artist_are_one_track_per_album(app, client, db_conn, importer):
+    """Apple names no artist: "Intro" of two albums is two tracks, each listed with its album
+    (and the same file again adds nothing)."""
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    data = apple_intros_csv()
     first = importer(uid, {"Apple Music Play Activity.csv": data}).report
     assert (first["imported"], first["name_only_tracks"]) == (5, 4), first
-    listed = db_conn.execute("""
-        SELECT t.name, coalesce(al.name, ''), count(*) FROM plays p JOIN tracks t ON t.id = p.track_id
-          LEFT JOIN albums al ON al.id = t.album_id GROUP BY t.id, t.name, al.name ORDER BY 1, 2""").fetchall()
-    assert listed == [("Intro", "", 1), ("Intro", "First Album", 2), ("Intro", "Second Album", 1),
-                      ("Outro", "First Album", 1)]
+    assert tracks_and_albums(db_conn, uid) == APPLE_INTROS
     again = importer(uid, {"Apple Music Play Activity.csv": data}).report
     assert (again["imported"], again["already_in_archive"], again["name_only_tracks"]) == (0, 5, 0), again
 

@@ -119,6 +119,20 @@ def test_a_spotify_shape_export_gives_the_same_plays_in_a_fresh_instance(app, ar
             assert ms_played == played[(ms // 1000, spotify_id or name.lower())]
 
 
+def test_songs_without_an_artist_move_with_their_albums(app, second):
+    """Apple's artist-less songs, one track per album, exported and imported into a fresh
+    instance: still one track per album."""
+    from test_import_services import APPLE_INTROS, apple_intros_csv, tracks_and_albums
+
+    apple = new_user(app, "apple-listener")
+    assert import_into(app, apple, {"Apple Music Play Activity.csv": apple_intros_csv()}).report["imported"] == 5
+    moved = new_user(second, "apple-moved")
+    result = import_into(second, moved, {"audiospective.json": export_bytes(app, apple, "json")})
+    assert result.status == "done" and result.report["imported"] == 5, result.report
+    with second.extensions["database"].connection() as conn:
+        assert tracks_and_albums(conn, moved) == APPLE_INTROS
+
+
 def _native(plays: list, tracks: list | None = None, version: int = 1, **extra) -> bytes:
     document = {"format": "audiospective", "version": version, "artists": [{"id": 1, "name": "A"}],
                 "albums": [], "tracks": tracks if tracks is not None else [
