@@ -354,3 +354,29 @@ def test_scrobbles_known_only_by_names_then_spotify_export_of_the_same_plays_add
     assert record.status == "done", record.error
     assert (record.report["imported"], record.report["already_in_archive"]) == (1, 5)
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 6
+
+
+def test_names_arrive_as_sent_whatever_characters_they_hold(app, db_conn, server):
+    """Listens travel to Postgres as one JSON document: quotes, backslashes, escapes that look
+    like JSON's, control characters, emoji, right-to-left marks and line separators must
+    come out of it as the player sent them, singly and in a batch (less the white space
+    around a name, which is trimmed)."""
+    sign_in(app.test_client(), "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    token, _ = _token_for(app, "sim-acct-sam")
+    names = ['Say "Hi"', "back\\slash \\u0041 \\n", "tab\there\x01\x1fend", "🎧 Ärzte ‮RTL‬", "line\u2028sep\u2029end",
+             "' OR 1=1; --", "{\"track\": [1]}", "null"]
+    single = _one(1_700_000_000, track_name=names[0], artist_name=names[1], release_name=names[2],
+                  additional_info={"submission_client": names[3]})
+    assert _post(server, token, {"listen_type": "single", "payload": [single]}).status_code == 200
+    batch = [_one(1_700_000_000 + 600 * (n + 1), track_name=name, artist_name=name, release_name=name,
+                  additional_info={"submission_client": "Player " + name}) for n, name in enumerate(names)]
+    assert _post(server, token, {"listen_type": "import", "payload": batch}).status_code == 200
+    inbox = db_conn.execute("SELECT track_name, artist_name, release_name, client_name FROM listen_inbox "
+                            "ORDER BY listened_at").fetchall()
+    label = " ".join  # a player's name is a label: its white space runs become single spaces
+    assert inbox == [(*names[:3], label(names[3].split()))] + [
+        (name, name, name, label(("Player " + name).split())) for name in names]
+    assert sum(m.imported for m in merge_inbox(app.extensions["database"], uid)) == 1 + len(names)
+    archived = {row[0] for row in db_conn.execute("SELECT t.name FROM plays p JOIN tracks t ON t.id = p.track_id")}
+    assert archived == set(names)
