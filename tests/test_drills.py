@@ -260,7 +260,7 @@ def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_dat
             except psutil.NoSuchProcess:
                 return True
 
-        wait_for(dead, timeout=10, message="the killed web worker gone")
+        wait_for(dead, timeout=60, message="the killed web worker gone")
         answers = [status("/dashboard", listener) for _ in range(20)]
 
         def replaced() -> bool:
