@@ -272,6 +272,9 @@ def test_an_english_takeout_keeps_the_first_word_its_songs_share(app, client, db
     ("watch-history.json", json.dumps([{"header": "YouTube Music", "titleUrl": "https://music.youtube.com/x",
                                          "time": "not a time", "title": "Watched x"}] * 30).encode(),
      "rows are not plays in YouTube Music's format"),
+    # Cut short among the first entries, which are read first to learn the titles' wording.
+    ("watch-history.json", b'[{"header": "YouTube Music", "title": "Watched x", "titleUrl": "https://music.youtube',
+     "it is not valid JSON or it ends early"),
 ])
 def test_damaged_files_of_other_services_are_refused_with_a_reason(app, client, db_conn, importer, filename, data,
                                                                    message):
