@@ -113,8 +113,8 @@ def main() -> None:
                    "SPOTIFY_ACCOUNTS_URL": "http://127.0.0.1:9", "SPOTIFY_API_URL": "http://127.0.0.1:9"}
             os.environ.update(env)
             started = time.monotonic()
-            # In a process of its own: a worker forked from a parent holding a million rows of
-            # COPY text would count the parent's pages in its own peak RSS.
+            # In a process of its own: the million rows of COPY text it builds are freed when it
+            # ends, not kept in this process beside the worker being measured.
             subprocess.run([sys.executable, "-m", "bench.export", "--build-into", database_url, "--plays",
                             str(args.plays), "--small", str(args.small)], check=True, cwd=ROOT)
             with psycopg.connect(database_url, autocommit=True) as conn:

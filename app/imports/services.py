@@ -196,13 +196,14 @@ ENGLISH_WORDING = ("Watched ", "")
 WORDING_SAMPLE = 5000  # entries read to learn it (videos and all) …
 WORDING_MAX_TITLES = 500  # … or until this many different titles
 WORDING_MIN_TITLES = 20  # different titles it takes: fewer, and a shared first word of theirs could pass for it
+MUSIC_LINK, VIDEO_LINK = "https://music.youtube.com/", "https://www.youtube.com/"
 
 
 def _youtube_music(row: dict) -> bool:
     """Music is what YouTube Music played: its header says so (many Takeouts link those
     songs on www.youtube.com), or the link is on music.youtube.com."""
     url = row.get("titleUrl")
-    return row.get("header") == "YouTube Music" or (isinstance(url, str) and url.startswith("https://music.youtube.com/"))
+    return row.get("header") == "YouTube Music" or (isinstance(url, str) and url.startswith(MUSIC_LINK))
 
 
 def title_wording(entries) -> tuple[str, str]:
@@ -239,7 +240,7 @@ def read_youtube_music(row: Any, rule: str, wording: tuple[str, str] = ENGLISH_W
     if not _youtube_music(row):
         return NOT_MUSIC
     url = row.get("titleUrl")
-    if not (isinstance(url, str) and url.startswith(("https://music.youtube.com/", "https://www.youtube.com/"))):
+    if not (isinstance(url, str) and url.startswith((MUSIC_LINK, VIDEO_LINK))):
         return MALFORMED
     title, subtitles = row.get("title"), row.get("subtitles")
     before, after = wording
