@@ -165,12 +165,23 @@ def run_worker(flask_app: Flask, *, concurrency: int, queues: list[str] | None, 
             if time.monotonic() - started > 5 * RECONNECT_MAX_S:
                 delay = 1.0  # it had been working for a while: this is a new outage
             why = str(getattr(error, "__cause__", None) or error or "it stopped").strip().splitlines()[0]
-            log.warning("the worker lost the database (%s); starting it again in %.0f s", why, delay)
+            if _database_lost(error):
+                log.warning("the worker lost the database (%s); starting it again in %.0f s", why, delay)
+            else:  # a bug (a task module that does not import, say): not to be mistaken for an outage
+                log.error("the worker stopped on an error (%s: %s); starting it again in %.0f s",
+                          type(error).__name__, why, delay, exc_info=error)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
     asyncio.run(work())
+
+
+def _database_lost(error: BaseException | None) -> bool:
+    """Whether the worker ended because of the database (procrastinate ends quietly, or
+    with a ConnectorException, when it goes), rather than on an error of its own."""
+    return error is None or isinstance(error, (procrastinate.exceptions.ConnectorException, *DATABASE_UNAVAILABLE)) \
+        or isinstance(error.__cause__, DATABASE_UNAVAILABLE)
 
 
 def flask_app() -> Flask:

@@ -24,3 +24,19 @@ def test_jobs_of_a_dead_worker_are_retried_and_finish(db_conn, workers):
     assert f"retrying stalled job {job}" in worker.output()
     # A clean stop unregisters the worker.
     assert db_conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] == 0
+
+
+def test_a_worker_that_stopped_on_its_own_error_is_not_reported_as_a_database_outage():
+    """The supervisor restarts the worker either way; its log must say which it was (a
+    broken import once read "the worker lost the database", sending people to Postgres)."""
+    import procrastinate.exceptions
+    import psycopg
+
+    from app.queue import _database_lost
+
+    connector = procrastinate.exceptions.ConnectorException("could not listen")
+    connector.__cause__ = psycopg.OperationalError("server closed the connection unexpectedly")
+    assert _database_lost(None) and _database_lost(connector)
+    assert _database_lost(psycopg.OperationalError("connection refused"))
+    assert not _database_lost(ImportError("cannot import name 'forget_old' from 'app.limits'"))
+    assert not _database_lost(ValueError("a bug"))
