@@ -44,14 +44,6 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     )
     if test_config:
         app.config.update(test_config)
-    if settings.trust_proxy:
-        # Behind TRUST_PROXY proxies (Heroku's router, a TLS-terminating nginx): the client's
-        # address (per-address limits), scheme (HSTS, secure links) and host from their headers.
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        n = settings.trust_proxy
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
-
     database = db.Database(db.resolve_database_url(settings),
                            pool_size=pool_size or db.web_pool_size(settings.web_threads))
     db.init_app(app, database)
@@ -98,6 +90,15 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(healthz.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(api.bp)
+    api.install(app)  # submit-listens' fast path, in front of Flask
+    if settings.trust_proxy:
+        # Behind TRUST_PROXY proxies (Heroku's router, a TLS-terminating nginx): the client's
+        # address (per-address limits), scheme (HSTS, secure links) and host from their headers,
+        # for the fast path too (it sits inside).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trust_proxy
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
     return app
 
 

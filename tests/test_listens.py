@@ -380,3 +380,135 @@ def test_names_arrive_as_sent_whatever_characters_they_hold(app, db_conn, server
     assert sum(m.imported for m in merge_inbox(app.extensions["database"], uid)) == 1 + len(names)
     archived = {row[0] for row in db_conn.execute("SELECT t.name FROM plays p JOIN tracks t ON t.id = p.track_id")}
     assert archived == set(names)
+
+
+def test_requests_written_together_are_each_checked_and_counted_as_if_one_by_one(app, db_conn, simulator):
+    """One statement for several requests (the web process's group commit): each request's
+    token is checked and counted in the order given, and only the listens of a live token
+    within its limit are written; one merge is queued per user."""
+    from datetime import timedelta
+
+    from app.api import ingest, submit, tokens
+    from app.limits import Limit
+
+    freeze(simulator)
+    sign_in(app.test_client(), "sim-acct-sam")
+    sign_in(app.test_client(), "sim-acct-riley")
+    sam, _ = _token_for(app, "sim-acct-sam")
+    alex, _ = _token_for(app, "sim-acct-riley")
+    revoked, revoked_id = _token_for(app, "sim-acct-sam")
+    database, now = app.extensions["database"], app.extensions["clock"]()
+    with database.session() as session:
+        assert tokens.revoke(session, db_conn.execute("SELECT user_id FROM api_tokens WHERE id = %s",
+                                                      (revoked_id,)).fetchone()[0], revoked_id, now=now)
+
+    def single(track: str) -> submit.Submission:
+        return submit.parse(json.dumps({"listen_type": "single", "payload": [_one(1_700_000_000, track_name=track)]}
+                                       ).encode(), now_s=int(now.timestamp()))
+
+    requests_ = [ingest.Request(sam, single("one")), ingest.Request(revoked, single("revoked")),
+                 ingest.Request(sam, single("two")), ingest.Request(alex), ingest.Request(sam, single("three")),
+                 ingest.Request("no such token", single("nobody"))]
+    with database.connection(autocommit=True) as conn:
+        answers = ingest.authorise(conn, requests_, Limit("api", 2, timedelta(seconds=10)), now=now)
+    assert [(a.user_id is not None, a.usage.used, a.written) for a in answers] == [
+        (True, 1, True), (False, 1, False), (True, 2, True), (True, 1, False), (True, 3, False), (False, 1, False)]
+    assert sorted(r[0] for r in db_conn.execute("SELECT track_name FROM listen_inbox")) == ["one", "two"]
+    assert db_conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE task_name LIKE '%merge_listens'"
+                           ).fetchone()[0] == 1
+
+
+def test_concurrent_single_listens_are_each_written_and_counted_once(app, db_conn, server, simulator):
+    """Scrobblers at once, over real HTTP (the threaded server: requests meet in the group
+    commit): every listen arrives once, and each request of a token is told its own
+    place in the rate limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    freeze(simulator)
+    sign_in(app.test_client(), "sim-acct-sam")
+    sign_in(app.test_client(), "sim-acct-riley")
+    tokens_ = [_token_for(app, "sim-acct-sam")[0], _token_for(app, "sim-acct-riley")[0]]
+
+    def send(n: int):
+        answer = _post(server, tokens_[n % 2], {"listen_type": "single",
+                                                "payload": [_one(1_700_000_000 + n * 300, track_name=f"Song {n}")]})
+        return n % 2, answer.status_code, int(answer.headers["X-RateLimit-Remaining"])
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(40)))
+    assert {status for _, status, _ in answers} == {200}
+    for token in (0, 1):
+        assert sorted(left for t, _, left in answers if t == token) == list(range(100 - 20, 100))
+    assert db_conn.execute("SELECT count(DISTINCT track_name), count(*) FROM listen_inbox").fetchone() == (40, 40)
+
+
+def test_single_listens_are_answered_before_flask_with_the_same_headers(app, db_conn, server, monkeypatch):
+    """The fast path (app/api/fastpath.py) answers a single listen without the Flask view;
+    its answers carry what the view's carry; and when it fails, the view answers."""
+    import functools
+
+    import psycopg
+
+    sign_in(app.test_client(), "sim-acct-sam")
+    token, _ = _token_for(app, "sim-acct-sam")
+    view_calls = []
+    view = app.view_functions["api.submit_listens"]
+
+    @functools.wraps(view)  # the same name: still exempt from the forms' CSRF check
+    def counted_view():
+        view_calls.append(1)
+        return view()
+
+    monkeypatch.setitem(app.view_functions, "api.submit_listens", counted_view)
+    batch = {"listen_type": "import", "payload": [_one(1_700_000_000 + n * 300) for n in range(200)]}
+    for single, larger in ((_post(server, token, {"listen_type": "single", "payload": [_one(1_600_000_000)]}),
+                            _post(server, token, batch)),
+                           (_post(server, "not a token", {"listen_type": "single", "payload": [_one()]}),
+                            _post(server, "not a token", batch)),
+                           (_post(server, token, {"listen_type": "single", "payload": []}),
+                            _post(server, token, {**batch, "listen_type": "many"}))):
+        assert single.status_code == larger.status_code, larger.text
+        assert single.json()["code" if single.status_code != 200
+                                                                           else "status"]
+        ignore = {"Content-Length", "X-Request-ID", "Date", "Server", "Connection"}
+        assert set(single.headers) - ignore == set(larger.headers) - ignore, single.status_code
+        assert {k: v for k, v in single.headers.items() if k.startswith(("Access-", "Content-Security", "X-Frame"))} \
+            == {k: v for k, v in larger.headers.items() if k.startswith(("Access-", "Content-Security", "X-Frame"))}
+    assert len(view_calls) == 3  # the larger bodies only
+    assert _post(server, token, {"listen_type": "single", "payload": [_one()]},
+                 headers={"X-Request-ID": "trace-1"}).headers["X-Request-ID"] == "trace-1"
+
+    def unavailable(request):
+        raise psycopg.OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(app.extensions["api.receiver"].writer, "submit", unavailable)
+    answer = _post(server, token, {"listen_type": "single", "payload": [_one(1_650_000_000)]})
+    assert answer.status_code == 503 and answer.json()["code"] == 503 and answer.headers["Retry-After"]
+    assert len(view_calls) == 4
+    assert db_conn.execute("SELECT count(*) FROM listen_inbox WHERE listened_at = 1650000000").fetchone()[0] == 0
+
+
+def test_listens_left_without_a_merge_get_one(app, db_conn, simulator):
+    """The listens' statement commits before their merge is queued: listens of a web
+    process that died in between are found by the periodic sweep, and merged."""
+    from datetime import timedelta
+
+    from app.api.ingest import queue_forgotten_merges
+
+    freeze(simulator)
+    sign_in(app.test_client(), "sim-acct-sam")
+    sign_in(app.test_client(), "sim-acct-riley")
+    now = app.extensions["clock"]()
+    sam, riley = (db_conn.execute("SELECT id FROM users WHERE spotify_id = %s", (name,)).fetchone()[0]
+                  for name in ("sim-acct-sam", "sim-acct-riley"))
+    for user, received in ((sam, now - timedelta(minutes=5)), (riley, now - timedelta(seconds=10))):
+        db_conn.execute("INSERT INTO listen_inbox (user_id, client_name, listened_at, track_name, artist_name, "
+                        "received_at) VALUES (%s, 'Pano Scrobbler', 1700000000, 'Song', 'Band', %s)", (user, received))
+    db_conn.commit()
+    database = app.extensions["database"]
+    assert queue_forgotten_merges(database, now=now) == [sam]  # Riley's may still be on their way to a merge
+    assert queue_forgotten_merges(database, now=now) == []  # Sam's merge is queued now
+    assert db_conn.execute("SELECT task_name, args->>'user_id' FROM procrastinate_jobs").fetchall() == [
+        ("jobs.listens.merge_listens", str(sam))]
+    assert sum(m.imported for m in merge_inbox(database, sam)) == 1
+    assert queue_forgotten_merges(database, now=now + timedelta(minutes=2)) == [riley]

@@ -2,8 +2,9 @@
 
 The request only writes the listens to `listen_inbox` and queues one merge job for the
 user (a queueing lock keeps it to one waiting job however many requests arrive), so a
-scrobbler's single listen costs one statement on one psycopg connection (token, rate
-limit and the listen together), and a burst of them is merged in one set-based pass.
+scrobbler's single listen costs at most one statement on one psycopg connection (token,
+rate limit and the listen together; requests arriving together share one, writer()),
+and a burst of them is merged in one set-based pass.
 The job merges a user's inbox the way an import is merged (imports/merge.py):
 tracks found by Spotify id, ISRC or names, the same play already archived (polled,
 imported, scrobbled by another player) not counted again, by matching.py's rule for
@@ -19,12 +20,14 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable, Sequence
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .. import queue
+from ..groupcommit import GroupCommit
 from ..imports import clients
 from ..imports.merge import STAGE, Merged, merge
 from ..limits import Limit, Usage, count_sql, key
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MERGE_BATCH = 50_000  # listens per merge transaction
 MERGE_DELAY_S = 2  # how long listens gather before their merge starts
+FORGOTTEN_AFTER = timedelta(minutes=1)  # listens waiting this long with no merge queued get one
 DEFAULT_CLIENT = "ListenBrainz API"
 
 
@@ -47,82 +51,115 @@ def queueing_lock(user_id: int) -> str:
 
 
 @dataclass(frozen=True)
+class Request:
+    """One request's part in a statement: its token, and the listens to write when the
+    token is live and within its limit (None: a request that only counts)."""
+    token: str
+    submission: Submission | None = None
+
+
+@dataclass(frozen=True)
 class Authorised:
     user_id: int | None  # None: no live token
     usage: Usage  # where the token stands in its rate limit
-    written: bool = False  # the submission's listens were written by the same statement
-    merge_waiting: bool = False  # (when written) a merge job is queued already
+    written: bool = False  # the request's listens are in the inbox, and a merge will take them
 
 
-def authorise(conn: psycopg.Connection, token: str, limit: Limit, *, now: datetime,
-              submission: Submission | None = None) -> Authorised:
-    """Check the token and count the request against its rate limit, in one statement on
-    `conn` (in autocommit: the statement is its transaction). The token's last use is
-    written at most every tokens.TOUCH_EVERY.
+def authorise(conn: psycopg.Connection, requests: Sequence[Request], limit: Limit, *,
+              now: datetime) -> list[Authorised]:
+    """Check each request's token and count the request against its rate limit, in one
+    statement on `conn` (in autocommit: the statement is its transaction), which also
+    writes the listens of every request whose token is live and within its limit (and
+    only those). The tokens' last use is written at most every tokens.TOUCH_EVERY.
 
-    With the listens of a `submission`, the same statement writes them when the token is
-    live and within its limit (and only then), and commits durably: a single listen
-    costs one round trip. Without, the commit does not wait for the disk (a lost count or
-    last-used time errs on the client's side)."""
-    params = {"digest": digest(token), "now": now, "touch_before": now - TOUCH_EVERY,
-              "key": key(limit, rate_subject(token)), "window": limit.window, "hits": limit.hits}
-    if submission is not None:
-        params |= _listen_params(submission)
-        writes = f"""
-            allowed AS (SELECT t.user_id FROM token t, counted c WHERE c.hits <= %(hits)s),
-            added AS ({_INBOX_INSERT.format(user="a.user_id", source="allowed a, ")}),
-            state AS (SELECT {_MERGE_WAITING.format(user="(SELECT user_id FROM allowed)")} AS waiting)"""
-    else:
-        # Nothing written, so no merge to look for (false); the count is committed without
-        # waiting for the disk, set for this statement's own transaction.
-        writes = "state AS (SELECT set_config('synchronous_commit', 'off', true) IS NULL AS waiting)"
-    user_id, window_start, hits, waiting = conn.execute(f"""
-        WITH token AS (
-            SELECT id, user_id, last_used_at FROM api_tokens WHERE digest = %(digest)s AND revoked_at IS NULL
-        ), touched AS (
-            UPDATE api_tokens SET last_used_at = %(now)s
-             WHERE id = (SELECT id FROM token WHERE last_used_at IS NULL OR last_used_at <= %(touch_before)s)
-        ), counted AS ({count_sql(lambda name: f"%({name})s")}),
-        {writes}
-        SELECT (SELECT user_id FROM token), window_start, hits, waiting FROM counted, state
-    """, params).fetchone()
-    usage = Usage(limit.hits, hits, window_start + limit.window)
-    written = submission is not None and user_id is not None and hits <= limit.hits
-    return Authorised(user_id, usage, written, bool(waiting) and written)
+    With listens, the commit is durable and a merge is queued for each user who has none
+    waiting; without, it does not wait for the disk (a lost count or last-used time errs
+    on the client's side). Requests of one token are counted in the order given, as if
+    they had come one by one."""
+    listens = any(r.submission is not None for r in requests)
+    rows = conn.execute(_AUTHORISE.format(durability="true" if listens else _NOT_DURABLE), {
+        "requests": json.dumps([[digest(r.token), key(limit, rate_subject(r.token))]
+                                + ([_listen_rows(r.submission)] if r.submission is not None else [])
+                                for r in requests], ensure_ascii=False),
+        "now": now, "touch_before": now - TOUCH_EVERY, "window": limit.window, "hits": limit.hits}).fetchall()
+    results, merging = [], set()
+    for request, (user_id, window_start, hits, waiting) in zip(requests, rows, strict=True):
+        written = request.submission is not None and user_id is not None and hits <= limit.hits
+        results.append(Authorised(user_id, Usage(limit.hits, hits, window_start + limit.window), written))
+        if written and not waiting and user_id not in merging:
+            _queue_merge(conn, user_id)
+            merging.add(user_id)
+    return results
 
 
-def accept(conn: psycopg.Connection, who: Authorised, submission: Submission, *, now: datetime) -> None:
-    """Write what was submitted (unless authorise() wrote it already) and see that a merge
-    will take it; `conn` in autocommit."""
+def accept(conn: psycopg.Connection, user_id: int, submission: Submission, *, now: datetime) -> None:
+    """Write what authorise() did not (playing_now; listens read only once the token
+    was checked) and see that a merge will take it; `conn` in autocommit."""
     if submission.listen_type == PLAYING_NOW:
-        _playing_now(conn, who.user_id, submission, now)
+        _playing_now(conn, user_id, submission, now)
         return
-    waiting = who.merge_waiting if who.written else conn.execute(f"""
-        WITH added AS ({_INBOX_INSERT.format(user="%(user_id)s", source="")})
+    waiting = conn.execute(f"""
+        WITH added AS ({_INBOX_INSERT.format(user="%(user_id)s", source="", listens="%(listens)s::json")})
         SELECT {_MERGE_WAITING.format(user="%(user_id)s")}
-    """, {"user_id": who.user_id, "now": now} | _listen_params(submission)).fetchone()[0]
+    """, {"user_id": user_id, "now": now, "listens": json.dumps(_listen_rows(submission), ensure_ascii=False)}
+    ).fetchone()[0]
     if not waiting:
-        _queue_merge(conn, who.user_id)
+        _queue_merge(conn, user_id)
+
+
+def writer(database, limit: Callable[[], Limit], clock) -> GroupCommit[Request, Authorised]:
+    """authorise() for the requests of a whole web process, gathered (app/groupcommit.py):
+    under load, a statement and a durable commit for several requests instead of each."""
+    def write(requests: Sequence[Request]) -> list[Authorised]:
+        with database.connection(autocommit=True) as conn:
+            return authorise(conn, requests, limit(), now=clock())
+    return GroupCommit(write)
 
 
 # The listens of a submission into the inbox, as user {user} (from {source}). They travel
-# as one JSON parameter, each listen a list: eight array parameters cost the web process
-# more to adapt than the rest of a single listen's request.
+# as JSON, each listen a list: eight array parameters cost the web process more to adapt
+# than the rest of a single listen's request.
 _INBOX_INSERT = """
     INSERT INTO listen_inbox (user_id, client_name, listened_at, track_name, artist_name, release_name, spotify_id,
                               isrc, duration_ms, received_at)
     SELECT {user}, r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, r->>5, r->>6, (r->>7)::integer, %(now)s
-      FROM {source}json_array_elements(%(listens)s::json) r"""
+      FROM {source}json_array_elements({listens}) r"""
 # Whether a merge job for the user is waiting already (it will take what this statement writes).
 _MERGE_WAITING = (f"EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = '{LOCK_PREFIX}' || {{user}} "
                   "AND status = 'todo')")
+# A statement that writes nothing but counts is committed without waiting for the disk.
+_NOT_DURABLE = "set_config('synchronous_commit', 'off', true) IS NULL"
+# Each request a JSON list: [token digest, rate-limit key, (its listens)]. Its hits are the
+# hits its key had before the statement and those of the requests before it in the list.
+_AUTHORISE = f"""
+    WITH request AS (
+        SELECT n, r->>0 AS digest, r->>1 AS key, r->2 AS listens
+          FROM json_array_elements(%(requests)s::json) WITH ORDINALITY AS x(r, n)
+    ), token AS (
+        SELECT request.n, t.id, t.user_id, t.last_used_at
+          FROM request JOIN api_tokens t ON t.digest = request.digest AND t.revoked_at IS NULL
+    ), touched AS (
+        UPDATE api_tokens SET last_used_at = %(now)s
+         WHERE id IN (SELECT id FROM token WHERE last_used_at IS NULL OR last_used_at <= %(touch_before)s)
+    ), counted AS ({count_sql(lambda name: f"%({name})s", counts="SELECT key, count(*) AS n FROM request GROUP BY key")}
+    ), ranked AS (
+        SELECT request.n, request.listens, c.window_start,
+               c.hits - count(*) OVER (PARTITION BY request.key)
+                      + row_number() OVER (PARTITION BY request.key ORDER BY request.n) AS hits
+          FROM request JOIN counted c USING (key)
+    ), allowed AS (
+        SELECT token.user_id, ranked.listens FROM ranked JOIN token USING (n)
+         WHERE ranked.hits <= %(hits)s AND ranked.listens IS NOT NULL
+    ), added AS ({_INBOX_INSERT.format(user="a.user_id", source="allowed a, ", listens="a.listens")})
+    SELECT token.user_id, ranked.window_start, ranked.hits,
+           token.user_id IS NOT NULL AND {_MERGE_WAITING.format(user="token.user_id")}
+      FROM ranked LEFT JOIN token USING (n) CROSS JOIN (SELECT {{durability}}) AS d(durable)
+     ORDER BY ranked.n"""
 
 
-def _listen_params(submission: Submission) -> dict:
-    return {"listens": json.dumps([
-        [listen.client or DEFAULT_CLIENT, listen.listened_at, listen.track_name, listen.artist_name,
-         listen.release_name, listen.spotify_id, listen.isrc, listen.duration_ms] for listen in submission.listens],
-        ensure_ascii=False)}
+def _listen_rows(submission: Submission) -> list[list]:
+    return [[listen.client or DEFAULT_CLIENT, listen.listened_at, listen.track_name, listen.artist_name,
+             listen.release_name, listen.spotify_id, listen.isrc, listen.duration_ms] for listen in submission.listens]
 
 
 def _queue_merge(conn: psycopg.Connection, user_id: int) -> None:
@@ -163,6 +200,27 @@ def playing_now(session: Session, user_id: int, *, now: datetime):
     playing_now), else None."""
     return session.execute(sa.text("SELECT * FROM playing_now WHERE user_id = :u AND expires_at > :now"),
                            {"u": user_id, "now": now}).first()
+
+
+def queue_forgotten_merges(database, *, now: datetime) -> list[int]:
+    """Queue a merge for every user whose listens have waited in the inbox for over
+    FORGOTTEN_AFTER with no merge queued or running: the listens' statement commits before
+    their merge is queued, so a web process that dies in between (or a merge job that
+    failed for good) would otherwise leave them there until the user's next listen. The
+    users it queued for."""
+    with database.connection(autocommit=True) as conn:
+        users = [row[0] for row in conn.execute(f"""
+            SELECT DISTINCT user_id FROM listen_inbox i
+             WHERE received_at < %(before)s
+               AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs
+                                WHERE queueing_lock = '{LOCK_PREFIX}' || i.user_id AND status IN ('todo', 'doing'))
+             ORDER BY user_id
+        """, {"before": now - FORGOTTEN_AFTER})]
+        for user_id in users:
+            _queue_merge(conn, user_id)
+    if users:
+        log.warning("listens of %s user(s) were waiting without a merge; merging them now", len(users))
+    return users
 
 
 def merge_inbox(database, user_id: int) -> list[Merged]:

@@ -3,32 +3,22 @@ and the Settings page where people make and revoke their tokens."""
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
-
-from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..db import get_database, get_session
 from ..errors import API_PREFIX
 from ..limits import Limit, Limited, Usage, hit
 from ..models import User
-from ..security import csrf
+from ..security import content_security_policy, csrf, response_headers
 from ..time import now
-from . import ingest, listens, submit, tokens
+from . import fastpath, http, ingest, listens, tokens
 
 bp = Blueprint("api", __name__)
-RATE_WINDOW = timedelta(seconds=10)
 
 
 def _limit() -> Limit:
-    return Limit("api", current_app.config["SETTINGS"].api_requests_per_10s, RATE_WINDOW)
-
-
-def _too_many(usage: Usage):
-    wait = max(1, math.ceil((usage.resets_at - now()).total_seconds()))
-    return lb_error(429, f"Too many requests: at most {usage.limit} in {int(RATE_WINDOW.total_seconds())} seconds. "
-                         f"Wait {wait} s (X-RateLimit-Reset-In) and try again.")
+    return http.api_limit(current_app.config["SETTINGS"].api_requests_per_10s)
 
 
 @bp.before_request
@@ -46,89 +36,58 @@ def rate_limit():
         g.api_usage = hit(get_session(), limit, subject, now=now(), durable=False)
     except Limited as exc:
         g.api_usage = Usage(limit.hits, limit.hits + 1, now() + exc.retry_after)
-        return _too_many(g.api_usage)
+        return jsonify(http.too_many(g.api_usage, now())), 429
     return None
 
 
 @bp.after_request
 def api_headers(response):
-    """CORS as ListenBrainz answers it (any origin: a token, never a cookie, authenticates),
-    so players that are web pages can scrobble; and where the rate limit stands."""
     if request.path.startswith(API_PREFIX):
-        response.headers.update({
-            "Access-Control-Allow-Origin": "*",
-            "Access-Control-Allow-Headers": "Authorization, Content-Type",
-            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-            "Access-Control-Expose-Headers": "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset-In, "
-                                             "X-RateLimit-Reset, Retry-After",
-        })
+        response.headers.update(http.CORS_HEADERS)
     usage = g.get("api_usage")
     if usage is not None:
-        reset_in = max(0, math.ceil((usage.resets_at - now()).total_seconds()))
-        response.headers.update({"X-RateLimit-Limit": str(usage.limit),
-                                 "X-RateLimit-Remaining": str(usage.remaining),
-                                 "X-RateLimit-Reset-In": str(reset_in),
-                                 "X-RateLimit-Reset": str(int(usage.resets_at.timestamp()))})
-        if response.status_code == 429:
-            response.headers["Retry-After"] = str(max(1, reset_in))
+        response.headers.update(http.rate_limit_headers(usage, response.status_code, now()))
     return response
 
 
 def lb_error(code: int, message: str):
     """An error in ListenBrainz's shape: {"code": …, "error": …}."""
-    return jsonify({"code": code, "error": message}), code
+    return jsonify(http.error(code, message)), code
 
 
 def presented_token(*, in_query: bool = False) -> str | None:
-    """The token as ListenBrainz's clients send it: `Authorization: Token <token>` (or,
-    for validate-token only, ?token=)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "token" and value.strip():
-        return value.strip()
-    return (request.args.get("token") or None) if in_query else None
-
-
-# A body this small (a single listen, playing_now) is read before the token is checked,
-# so that checking the token, counting the request and writing the listen are one
-# statement; a larger one is read only for a live token within its limit.
-READ_FIRST_BYTES = 16 * 1024
+    """The token as ListenBrainz's clients send it (or, for validate-token only, ?token=)."""
+    token = http.token_from(request.headers.get("Authorization", ""))
+    if token is None and in_query:
+        return request.args.get("token") or None
+    return token
 
 
 @bp.post("/1/submit-listens")
 @csrf.exempt  # token-authenticated: no cookie, so nothing for another site to ride on
 def submit_listens():
-    """The API's busiest path, kept lean: on one pooled psycopg connection in autocommit,
-    not the ORM (which cost three times the rest of the request). Answered in ListenBrainz's
-    order: the token, the rate limit, then the body; nothing is written for a refused request."""
-    token = presented_token()
-    if token is None:
-        return lb_error(401, "You need to provide an Authorization header.")
-    submission = problem = None
-    if (request.content_length or READ_FIRST_BYTES + 1) <= READ_FIRST_BYTES:
-        submission, problem = _submission()
-    with get_database().connection(autocommit=True) as conn:
-        listens = submission if submission is not None and submission.listen_type != submit.PLAYING_NOW else None
-        who = ingest.authorise(conn, token, _limit(), now=now(), submission=listens)
-        g.api_usage = who.usage
-        if who.user_id is None:
-            return lb_error(401, "Invalid authorization token.")
-        if who.usage.used > who.usage.limit:
-            return _too_many(who.usage)
-        if submission is None and problem is None:
-            submission, problem = _submission()
-        if problem is not None:
-            return lb_error(400, problem)
-        ingest.accept(conn, who, submission, now=now())
-    return jsonify({"status": "ok"})
+    """What fastpath.py does not take (larger bodies, a chunked one, an error there)."""
+    small = (request.content_length or http.READ_FIRST_BYTES + 1) <= http.READ_FIRST_BYTES
+    answer = receiver(current_app).receive(presented_token(), request.get_data(cache=False) if small else None,
+                                           lambda: request.get_data(cache=False))
+    g.api_usage = answer.usage
+    return jsonify(answer.body), answer.status
 
 
-def _submission() -> tuple[submit.Submission | None, str | None]:
-    """(the request's listens, checked; or what is wrong with them)."""
-    try:
-        return submit.parse(request.get_data(cache=False), now_s=int(now().timestamp())), None
-    except submit.SubmitError as exc:
-        return None, str(exc)
+def install(app: Flask) -> None:
+    """The web process's submit-listens: one Receiver, whose writer gathers the requests
+    of all the process's threads (app/groupcommit.py), answering in the Flask view and in
+    the WSGI fast path in front of it."""
+    database, clock = get_database(app), app.extensions["clock"]
+    limit = lambda: http.api_limit(app.config["SETTINGS"].api_requests_per_10s)  # noqa: E731
+    app.extensions["api.receiver"] = http.Receiver(ingest.writer(database, limit, clock), database, clock)
+    csp = content_security_policy(app.config["SETTINGS"])
+    app.wsgi_app = fastpath.SubmitListens(app.wsgi_app, app.extensions["api.receiver"],
+                                          lambda secure: response_headers(csp, secure=secure))
+
+
+def receiver(app: Flask) -> http.Receiver:
+    return app.extensions["api.receiver"]
 
 
 @bp.get("/1/validate-token")

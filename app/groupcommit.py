@@ -1,0 +1,89 @@
+"""Group commit: the writes of concurrent requests in one process gathered into one
+statement and one commit.
+
+A statement with its commit costs Postgres about as much for one small write as for ten:
+planning, the round trip and the flush of the write-ahead log are per statement, not
+per row. So while one thread's batch is being written, the requests arriving meanwhile
+queue up, and the first of them writes all of them in the next batch as soon as the
+first is done. A request alone meets no wait at all (it leads a batch of one); under
+load, batches grow by themselves with the number of requests in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Generic, Sequence, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _Slot(Generic[Item, Result]):
+    __slots__ = ("item", "ready", "leads", "result", "error")
+
+    def __init__(self, item: Item):
+        self.item = item
+        self.ready = threading.Event()
+        self.leads = False  # woken to write the next batch, not with its result
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[Item, Result]):
+    """`submit(item)` from any thread returns `write(items)`'s result for that item, where
+    `write` takes a batch of items and returns one result per item, in order. Batches run
+    one at a time; an exception from `write` is raised in every request of its batch
+    (the batch is one transaction, so none of it was written)."""
+
+    def __init__(self, write: Callable[[Sequence[Item]], Sequence[Result]], *, max_batch: int = 64):
+        self._write = write
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._waiting: list[_Slot] = []
+        self._writing = False
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the next batch (for diagnostics and tests)."""
+        with self._lock:
+            return len(self._waiting)
+
+    def submit(self, item: Item) -> Result:
+        slot = _Slot(item)
+        with self._lock:
+            self._waiting.append(slot)
+            leads = slot.leads = not self._writing
+            self._writing = True
+        if not leads:
+            slot.ready.wait()
+            if not slot.leads:
+                return self._outcome(slot)
+        with self._lock:
+            batch, self._waiting = self._waiting[:self._max_batch], self._waiting[self._max_batch:]
+        try:
+            results = self._write([s.item for s in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"group commit: {len(results)} results for {len(batch)} items")
+            for s, result in zip(batch, results):
+                s.result = result
+        except BaseException as exc:  # noqa: BLE001 - every waiting request must hear of it
+            for s in batch:
+                s.error = exc
+        with self._lock:
+            following = self._waiting[0] if self._waiting else None
+            if following is None:
+                self._writing = False
+            else:
+                following.leads = True
+        for s in batch:
+            if s is not slot:
+                s.ready.set()
+        if following is not None:
+            following.ready.set()
+        return self._outcome(slot)
+
+    @staticmethod
+    def _outcome(slot: _Slot):
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
