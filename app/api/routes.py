@@ -42,6 +42,8 @@ def rate_limit():
 
 @bp.after_request
 def api_headers(response):
+    """CORS as ListenBrainz answers it, and where the rate limit stands (http.py: the fast
+    path sends the same)."""
     if request.path.startswith(API_PREFIX):
         response.headers.update(http.CORS_HEADERS)
     usage = g.get("api_usage")
