@@ -218,7 +218,9 @@ def test_a_poll_while_an_import_merges_counts_nothing_twice(app, simulator, db_c
     during = poll_user(Archivist.from_app(app), user)
     assert during.outcome == "skipped" and "import" in during.message
     wait_for(lambda: stage()[0] == "done", timeout=120, message="the import done")
-    after = poll_user(Archivist.from_app(app), user)
+    # Waiting for the lock: the worker's own dispatcher may be polling Sam at this moment
+    # (a "skipped" here, once in CI), or the import releasing its lock just after "done".
+    after = poll_user(Archivist.from_app(app), user, wait_for_lock=True)
     assert after.outcome == "archived" and after.new_plays == 0  # the export held them
     truth = qualifying(world, "sim-acct-sam", start, now + 1)
     assert len(truth) > 10_000
