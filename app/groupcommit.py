@@ -32,12 +32,18 @@ class _Slot(Generic[Item, Result]):
 class GroupCommit(Generic[Item, Result]):
     """`submit(item)` from any thread returns `write(items)`'s result for that item, where
     `write` takes a batch of items and returns one result per item, in order. Batches run
-    one at a time; an exception from `write` is raised in every request of its batch
-    (the batch is one transaction, so none of it was written)."""
+    one at a time, each one transaction.
 
-    def __init__(self, write: Callable[[Sequence[Item]], Sequence[Result]], *, max_batch: int = 64):
+    When a batch fails, its items are written again one by one if `alone(error)` says the
+    error may be one item's doing (a constraint, a value out of range), so that a request
+    fails only for itself; an error that concerns them all (the database not answering)
+    is raised at once in every request of the batch."""
+
+    def __init__(self, write: Callable[[Sequence[Item]], Sequence[Result]], *, max_batch: int = 64,
+                 alone: Callable[[BaseException], bool] = lambda error: isinstance(error, Exception)):
         self._write = write
         self._max_batch = max_batch
+        self._alone = alone
         self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         self._writing = False
@@ -60,15 +66,7 @@ class GroupCommit(Generic[Item, Result]):
                 return self._outcome(slot)
         with self._lock:
             batch, self._waiting = self._waiting[:self._max_batch], self._waiting[self._max_batch:]
-        try:
-            results = self._write([s.item for s in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"group commit: {len(results)} results for {len(batch)} items")
-            for s, result in zip(batch, results):
-                s.result = result
-        except BaseException as exc:  # noqa: BLE001 - every waiting request must hear of it
-            for s in batch:
-                s.error = exc
+        self._write_batch(batch)
         with self._lock:
             following = self._waiting[0] if self._waiting else None
             if following is None:
@@ -81,6 +79,21 @@ class GroupCommit(Generic[Item, Result]):
         if following is not None:
             following.ready.set()
         return self._outcome(slot)
+
+    def _write_batch(self, batch: list[_Slot]) -> None:
+        try:
+            results = self._write([s.item for s in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"group commit: {len(results)} results for {len(batch)} items")
+            for s, result in zip(batch, results):
+                s.result = result
+        except BaseException as exc:  # noqa: BLE001 - every waiting request must hear of it
+            if len(batch) > 1 and self._alone(exc):
+                for s in batch:
+                    self._write_batch([s])
+            else:
+                for s in batch:
+                    s.error = exc
 
     @staticmethod
     def _outcome(slot: _Slot):

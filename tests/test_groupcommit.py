@@ -80,12 +80,21 @@ def test_batches_are_capped_and_the_rest_follow():
     assert results == {n: n * 10 for n in range(1, 6)}
 
 
-def test_a_failed_write_is_raised_in_every_request_of_its_batch_and_in_no_other():
+def test_a_request_whose_write_fails_fails_alone_and_its_batch_is_written_without_it():
     write = Recorder(fail_on=3)
     group = GroupCommit(write)
     first, results, errors = behind_a_write(group, write, [1, 2, 3])
-    assert errors == {1: "cannot write 3", 2: "cannot write 3", 3: "cannot write 3"} and results == {}
-    assert first == {0: 0}
+    assert errors == {3: "cannot write 3"} and results == {1: 10, 2: 20} and first == {0: 0}
+    assert sorted(write.batches[1]) == [1, 2, 3] and sorted(write.batches[2:]) == [[1], [2], [3]]
     assert group.submit(4) == 40  # the next batch is written as usual
+
+
+def test_an_error_that_concerns_the_whole_batch_is_raised_in_every_request_of_it_and_in_no_other():
+    write = Recorder(fail_on=3)
+    group = GroupCommit(write, alone=lambda error: False)  # as the database not answering
+    first, results, errors = behind_a_write(group, write, [1, 2, 3])
+    assert errors == {1: "cannot write 3", 2: "cannot write 3", 3: "cannot write 3"} and results == {}
+    assert first == {0: 0} and len(write.batches) == 2
+    assert group.submit(4) == 40
     with pytest.raises(RuntimeError, match="cannot write 3"):
         group.submit(3)

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .. import queue
+from ..db import DATABASE_UNAVAILABLE
 from ..groupcommit import GroupCommit
 from ..imports import clients
 from ..imports.merge import STAGE, Merged, merge
@@ -113,7 +114,7 @@ def writer(database, limit: Callable[[], Limit], clock) -> GroupCommit[Request, 
     def write(requests: Sequence[Request]) -> list[Authorised]:
         with database.connection(autocommit=True) as conn:
             return authorise(conn, requests, limit(), now=clock())
-    return GroupCommit(write)
+    return GroupCommit(write, alone=lambda error: not isinstance(error, DATABASE_UNAVAILABLE))
 
 
 # The listens of a submission into the inbox, as user {user} (from {source}). They travel
