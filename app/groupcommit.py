@@ -66,18 +66,20 @@ class GroupCommit(Generic[Item, Result]):
                 return self._outcome(slot)
         with self._lock:
             batch, self._waiting = self._waiting[:self._max_batch], self._waiting[self._max_batch:]
-        self._write_batch(batch)
-        with self._lock:
-            following = self._waiting[0] if self._waiting else None
-            if following is None:
-                self._writing = False
-            else:
-                following.leads = True
-        for s in batch:
-            if s is not slot:
-                s.ready.set()
-        if following is not None:
-            following.ready.set()
+        try:
+            self._write_batch(batch)
+        finally:  # whatever happened, the batch hears of it and the next one gets its writer
+            with self._lock:
+                following = self._waiting[0] if self._waiting else None
+                if following is None:
+                    self._writing = False
+                else:
+                    following.leads = True
+            for s in batch:
+                if s is not slot:
+                    s.ready.set()
+            if following is not None:
+                following.ready.set()
         return self._outcome(slot)
 
     def _write_batch(self, batch: list[_Slot]) -> None:
@@ -88,7 +90,11 @@ class GroupCommit(Generic[Item, Result]):
             for s, result in zip(batch, results):
                 s.result = result
         except BaseException as exc:  # noqa: BLE001 - every waiting request must hear of it
-            if len(batch) > 1 and self._alone(exc):
+            try:
+                separately = len(batch) > 1 and self._alone(exc)
+            except Exception:  # noqa: BLE001 - a broken predicate must not leave the batch unanswered
+                separately = False
+            if separately:
                 for s in batch:
                     self._write_batch([s])
             else:

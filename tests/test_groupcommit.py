@@ -98,3 +98,14 @@ def test_an_error_that_concerns_the_whole_batch_is_raised_in_every_request_of_it
     assert group.submit(4) == 40
     with pytest.raises(RuntimeError, match="cannot write 3"):
         group.submit(3)
+
+
+def test_nothing_that_goes_wrong_while_writing_leaves_the_next_requests_waiting():
+    def broken(error):
+        raise ValueError("a broken predicate")
+
+    write = Recorder(fail_on=3)
+    group = GroupCommit(write, alone=broken)
+    _, results, errors = behind_a_write(group, write, [1, 3])
+    assert errors == {1: "cannot write 3", 3: "cannot write 3"} and results == {}
+    assert group.submit(4) == 40 and group.queued == 0
