@@ -221,7 +221,14 @@ def get_session() -> Session:
 
 def _close_request_session(exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         if exc is not None:
             session.rollback()
         session.close()
+    except DATABASE_UNAVAILABLE as error:
+        # The server went away after the answer was made (a crash, a restart): the answer
+        # stands, and the dead connection is dropped instead of going back to the pool.
+        log.warning("database gone while ending a request: %s", str(error).splitlines()[0][:200])
+        session.invalidate()

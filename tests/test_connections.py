@@ -172,3 +172,22 @@ def test_the_budget_formula():
     assert db.worker_connections(2) == 8  # 2 x 2 + 1 pooled, 2 for the queue, its listener
     # The defaults on one web dyno (2 gunicorn processes) and one worker: 18, within 20.
     assert 2 * db.web_pool_size(4) + db.worker_connections(2) == 18
+
+
+def test_a_server_gone_between_the_answer_and_the_end_of_the_request_costs_nothing(small_postgres):
+    """Postgres killed while a request's session is still open (seen once in the SIGKILL
+    drill: a 500 for a dashboard already rendered): ending the request does not fail,
+    and the next request gets a live connection."""
+    from flask import Flask
+
+    app = Flask(__name__)
+    database = db.Database(small_postgres.url(), pool_size=1)
+    db.init_app(app, database)
+    with psycopg.connect(small_postgres.url(), autocommit=True) as admin:
+        with app.app_context():
+            pid = db.get_session().execute(sa.text("SELECT pg_backend_pid()")).scalar()  # a transaction open
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            _wait_until_gone(admin, pid)
+        with app.app_context():
+            assert db.get_session().execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+    database.dispose()
