@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from http import HTTPStatus
 from typing import Callable, Iterable
 
 from ..logs import request_id
@@ -27,7 +28,6 @@ from .http import CORS_HEADERS, READ_FIRST_BYTES, Receiver, rate_limit_headers, 
 log = logging.getLogger(__name__)
 
 PATH = "/1/submit-listens"
-_STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 401: "401 UNAUTHORIZED", 429: "429 TOO MANY REQUESTS"}
 
 
 class SubmitListens:
@@ -56,7 +56,7 @@ class SubmitListens:
             headers |= rate_limit_headers(answer.usage, answer.status, self.receiver.clock())
         headers |= self.security_headers(environ.get("wsgi.url_scheme") == "https")
         headers["X-Request-ID"] = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        start_response(_STATUS[answer.status], list(headers.items()))
+        start_response(f"{answer.status} {HTTPStatus(answer.status).phrase.upper()}", list(headers.items()))
         return [payload]
 
     def _to_flask(self, environ: dict, start_response: Callable, body: bytes) -> Iterable[bytes]:
