@@ -78,10 +78,11 @@ def authorise(conn: psycopg.Connection, requests: Sequence[Request], limit: Limi
     on the client's side). Requests of one token are counted in the order given, as if
     they had come one by one."""
     listens = any(r.submission is not None for r in requests)
+    digests = [digest(r.token) for r in requests]
     rows = conn.execute(_AUTHORISE.format(durability="true" if listens else _NOT_DURABLE), {
-        "requests": json.dumps([[digest(r.token), key(limit, rate_subject(r.token))]
+        "requests": json.dumps([[d, key(limit, rate_subject(r.token, token_digest=d))]
                                 + ([_listen_rows(r.submission)] if r.submission is not None else [])
-                                for r in requests], ensure_ascii=False),
+                                for r, d in zip(requests, digests)], ensure_ascii=False),
         "now": now, "touch_before": now - TOUCH_EVERY, "window": limit.window, "hits": limit.hits}).fetchall()
     results, merging = [], set()
     for request, (user_id, window_start, hits, waiting) in zip(requests, rows, strict=True):

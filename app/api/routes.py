@@ -17,8 +17,9 @@ from . import fastpath, http, ingest, listens, tokens
 bp = Blueprint("api", __name__)
 
 
-def _limit() -> Limit:
-    return http.api_limit(current_app.config["SETTINGS"].api_requests_per_10s)
+def _limit(app: Flask | None = None) -> Limit:
+    """The API's rate limit, from the app's settings as they are now (tests change them)."""
+    return http.api_limit((app or current_app).config["SETTINGS"].api_requests_per_10s)
 
 
 @bp.before_request
@@ -81,8 +82,8 @@ def install(app: Flask) -> None:
     of all the process's threads (app/groupcommit.py), answering in the Flask view and in
     the WSGI fast path in front of it."""
     database, clock = get_database(app), app.extensions["clock"]
-    limit = lambda: http.api_limit(app.config["SETTINGS"].api_requests_per_10s)  # noqa: E731
-    app.extensions["api.receiver"] = http.Receiver(ingest.writer(database, limit, clock), database, clock)
+    app.extensions["api.receiver"] = http.Receiver(ingest.writer(database, lambda: _limit(app), clock), database,
+                                                   clock)
     csp = content_security_policy(app.config["SETTINGS"])
     app.wsgi_app = fastpath.SubmitListens(app.wsgi_app, app.extensions["api.receiver"],
                                           lambda secure: response_headers(csp, secure=secure))

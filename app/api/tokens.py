@@ -26,9 +26,10 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.strip().lower().encode("utf-8", "replace")).hexdigest()
 
 
-def rate_subject(token: str) -> str:
-    """Whom the API's rate limit counts for a request carrying `token` (valid or not)."""
-    return f"token:{digest(token)[:32]}"
+def rate_subject(token: str, *, token_digest: str | None = None) -> str:
+    """Whom the API's rate limit counts for a request carrying `token` (valid or not);
+    `token_digest` when the caller has it already."""
+    return f"token:{(token_digest or digest(token))[:32]}"
 
 
 def create(session: Session, user: User, label: str, *, now: datetime) -> tuple[str, ApiToken]:
