@@ -228,6 +228,30 @@ def test_songs_without_an_artist_are_one_track_per_album(app, client, db_conn, i
     assert (again["imported"], again["already_in_archive"], again["name_only_tracks"]) == (0, 5, 0), again
 
 
+def test_a_song_without_an_artist_keeps_its_track_when_imported_again(app, client, db_conn, importer):
+    """One upload: Last.fm's "Intro" by a band on "Debut", and Apple's "Intro" of "Debut" (no
+    artist) two hours later, a play of its own. Imported again, the upload adds nothing:
+    Apple's play is found as the song without an artist it became, not taken for the band's
+    song of the same album (which made it a second, new play)."""
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    scrobbles = io.StringIO()
+    csv.writer(scrobbles).writerows([["uts", "utc_time", "artist", "artist_mbid", "album", "album_mbid", "track",
+                                      "track_mbid"], [START, "", "The Band", "", "Debut", "", "Intro", ""]])
+    apple = io.StringIO()
+    writer = csv.DictWriter(apple, APPLE_COLUMNS)
+    writer.writeheader()
+    writer.writerow({"Album Name": "Debut", "Event Type": "PLAY_END", "Media Type": "AUDIO", "Song Name": "Intro",
+                     "Event End Timestamp": utc(START + 7400, "%Y-%m-%dT%H:%M:%S.000Z"),
+                     "Media Duration In Milliseconds": 200_000, "Play Duration Milliseconds": 200_000})
+    upload = {"scrobbles.csv": scrobbles.getvalue().encode(), "Apple Music Play Activity.csv": apple.getvalue().encode()}
+    first = importer(uid, upload).report
+    assert (first["imported"], first["name_only_tracks"]) == (2, 2), first
+    again = importer(uid, upload).report
+    assert (again["imported"], again["already_in_archive"]) == (0, 2), again
+    assert db_conn.execute("SELECT count(*) FROM plays WHERE user_id = %s", (uid,)).fetchone()[0] == 2
+
+
 # Wordings made up for the test (Takeout's are the account language's): the rule learns
 # whatever a file uses, in front of the song's name, after it, or both.
 @pytest.mark.parametrize("before, after", [("Angeschaut: ", ""), ("", " visto"), ("Du hast ", " angesehen")])

@@ -412,6 +412,10 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
         SELECT lower(t.name) AS track_key, c.artist_key, lower(al.name) AS album_key, t.id AS track_id,
                t.spotify_id IS NULL AS name_only
           FROM credited c JOIN tracks t ON t.id = c.track_id LEFT JOIN albums al ON al.id = t.album_id
+        UNION ALL  -- and the user's songs without an artist (credited to nobody), under an empty artist
+        SELECT lower(t.name), '', lower(al.name), t.id, true
+          FROM mine m JOIN tracks t ON t.id = m.track_id LEFT JOIN albums al ON al.id = t.album_id
+         WHERE t.spotify_id IS NULL AND t.artist_name = ''
     """, {"user": user_id})
     conn.execute("""
         UPDATE import_named g SET track_id = n.track_id
@@ -424,9 +428,12 @@ def _resolve_by_names(conn: psycopg.Connection, user_id: int) -> int:
         UPDATE import_named g SET track_id = n.track_id
           FROM (SELECT DISTINCT ON (track_key, artist_key) * FROM import_names
                  ORDER BY track_key, artist_key, name_only, track_id) n
-         WHERE g.track_id IS NULL AND n.track_key = g.track_key AND n.artist_key = g.artist_key
+         WHERE g.track_id IS NULL AND g.artist_key <> '' AND n.track_key = g.track_key AND n.artist_key = g.artist_key
     """)
-    # Rows that name no artist (Apple's recent play activity): by track and album name.
+    # Rows that name no artist (Apple's recent play activity): by track and album name. Their
+    # own track (the song of that album without an artist, which an earlier import made) was
+    # taken by the first look-up: found here instead, a song of the album with an artist would
+    # win, and the same file imported again would add its plays a second time.
     conn.execute("""
         UPDATE import_named g SET track_id = n.track_id
           FROM (SELECT DISTINCT ON (track_key, album_key) * FROM import_names WHERE album_key IS NOT NULL
