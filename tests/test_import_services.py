@@ -187,6 +187,20 @@ def test_the_same_listens_from_two_services_are_counted_once(app, client, db_con
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == 10
 
 
+def test_apple_music_first_then_the_same_plays_scrobbled_are_counted_once(app, client, db_conn, importer):
+    """Apple's file (songs without an artist) imported before Last.fm's record of the same
+    plays: the scrobbles, which name the artist, are found as Apple's plays by song and
+    album, and so are ListenBrainz's; Apple's file again adds nothing either."""
+    sign_in(client, "sim-acct-sam")
+    uid = db_conn.execute("SELECT id FROM users WHERE spotify_id = 'sim-acct-sam'").fetchone()[0]
+    assert importer(uid, {"Apple Music Play Activity.csv": apple_csv()}).report["imported"] == 10
+    for name, data in (("scrobbles.csv", lastfm_csv()), ("listenbrainz_someone.zip", listenbrainz_zip()),
+                       ("Apple Music Play Activity.csv", apple_csv())):
+        report = importer(uid, {name: data}).report
+        assert (report["imported"], report["already_in_archive"]) == (0, 10), (name, report)
+    assert db_conn.execute("SELECT count(*) FROM plays WHERE user_id = %s", (uid,)).fetchone()[0] == 10
+
+
 APPLE_INTROS = [("Intro", "", 1), ("Intro", "First Album", 2), ("Intro", "Second Album", 1), ("Outro", "First Album", 1)]
 
 

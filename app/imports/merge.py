@@ -332,9 +332,9 @@ CREDITED = """
 
 def _same_tracks(conn: psycopg.Connection, user_id: int) -> bool:
     """import_same (track_id, same): the tracks whose plays a row of track_id may be the same
-    play as: itself, and the name-only tracks of the user's that carry its names (a
-    scrobbler or account data named a track before Spotify's id for it was known).
-    Whether there are any such others.
+    play as: itself, the name-only tracks of the user's that carry its names (a scrobbler or
+    account data named a track before Spotify's id for it was known), and the user's songs
+    without an artist of its name and album. Whether there are any such others.
 
     In steps, each table analysed: joined in one statement, the planner (misled by the
     catalogue's stale statistics right after an import) chose nested loops over lower()
@@ -364,6 +364,25 @@ def _same_tracks(conn: psycopg.Connection, user_id: int) -> bool:
             INSERT INTO import_same (track_id, same)
             SELECT DISTINCT k.track_id, n.id FROM import_keys k
               JOIN import_name_only n ON n.track_key = k.track_key AND n.artist_key = k.artist_key
+        """).rowcount
+    if _exists(conn, "import_name_only WHERE artist_key = ''"):
+        # Songs without an artist (Apple's play activity names none) of the same name and
+        # album: a row that names its artist cannot find them by its names, and they may be
+        # its play (Apple's file imported before a scrobbler's record of the same plays).
+        conn.execute("""
+            CREATE TEMP TABLE import_no_artist ON COMMIT DROP AS
+            SELECT n.id, n.track_key, lower(al.name) AS album_key
+              FROM import_name_only n JOIN tracks t ON t.id = n.id JOIN albums al ON al.id = t.album_id
+             WHERE n.artist_key = ''
+        """)
+        conn.execute("ANALYZE import_no_artist")
+        conn.execute("ANALYZE import_same")
+        aliases += conn.execute("""
+            INSERT INTO import_same (track_id, same)
+            SELECT DISTINCT s.track_id, n.id
+              FROM (SELECT DISTINCT s.track_id, lower(t.name) AS track_key, lower(al.name) AS album_key
+                      FROM import_same s JOIN tracks t ON t.id = s.track_id JOIN albums al ON al.id = t.album_id) s
+              JOIN import_no_artist n ON n.track_key = s.track_key AND n.album_key = s.album_key AND n.id <> s.track_id
         """).rowcount
     conn.execute("CREATE INDEX ON import_same (track_id)")
     conn.execute("ANALYZE import_same")
