@@ -7,12 +7,16 @@ per row. So while one thread's batch is being written, the requests arriving mea
 queue up, and the first of them writes all of them in the next batch as soon as the
 first is done. A request alone meets no wait at all (it leads a batch of one); under
 load, batches grow by themselves with the number of requests in flight.
+
+GroupCommit gathers threads; AsyncGroupCommit, the same for the coroutines of one event
+loop (the web process's submit-listens, app/api/fastpath.py), with the same rules.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -84,17 +88,11 @@ class GroupCommit(Generic[Item, Result]):
 
     def _write_batch(self, batch: list[_Slot]) -> None:
         try:
-            results = self._write([s.item for s in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"group commit: {len(results)} results for {len(batch)} items")
+            results = _checked(self._write([s.item for s in batch]), len(batch))
             for s, result in zip(batch, results):
                 s.result = result
         except BaseException as exc:  # noqa: BLE001 - every waiting request must hear of it
-            try:
-                separately = len(batch) > 1 and self._alone(exc)
-            except Exception:  # noqa: BLE001 - a broken predicate must not leave the batch unanswered
-                separately = False
-            if separately:
+            if _separately(self._alone, exc, len(batch)):
                 for s in batch:
                     self._write_batch([s])
             else:
@@ -106,3 +104,73 @@ class GroupCommit(Generic[Item, Result]):
         if slot.error is not None:
             raise slot.error
         return slot.result
+
+
+def _checked(results: Sequence, expected: int) -> Sequence:
+    if len(results) != expected:
+        raise RuntimeError(f"group commit: {len(results)} results for {expected} items")
+    return results
+
+
+def _separately(alone: Callable[[BaseException], bool], error: BaseException, size: int) -> bool:
+    """Whether a failed batch is written again item by item."""
+    try:
+        return size > 1 and bool(alone(error))
+    except Exception:  # noqa: BLE001 - a broken predicate must not leave the batch unanswered
+        return False
+
+
+class AsyncGroupCommit(Generic[Item, Result]):
+    """GroupCommit on one event loop: `await submit(item)` from any coroutine returns
+    `await write(items)`'s result for that item. Batches are written by a task of their
+    own, one at a time, so a request given up while its batch is written (its client
+    gone) takes nothing with it. The same failure rules as GroupCommit's."""
+
+    def __init__(self, write: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]], *, max_batch: int = 64,
+                 alone: Callable[[BaseException], bool] = lambda error: isinstance(error, Exception)):
+        self._write = write
+        self._max_batch = max_batch
+        self._alone = alone
+        self._waiting: list[tuple[Item, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the next batch (for diagnostics and tests)."""
+        return len(self._waiting)
+
+    async def submit(self, item: Item) -> Result:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        return await future
+
+    async def _write_all(self) -> None:
+        batch: list[tuple[Item, asyncio.Future]] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self._max_batch], self._waiting[self._max_batch:]
+                await self._write_batch(batch)
+        finally:  # cancelled (the process stopping): nobody is left waiting for ever
+            self._writer = None
+            left, self._waiting = batch + self._waiting, []
+            for _, future in left:
+                if not future.done():
+                    future.set_exception(RuntimeError("group commit: stopped before the write"))
+
+    async def _write_batch(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
+        try:
+            results = _checked(await self._write([item for item, _ in batch]), len(batch))
+        except Exception as exc:  # noqa: BLE001 - every waiting request must hear of it
+            if _separately(self._alone, exc, len(batch)):
+                for entry in batch:
+                    await self._write_batch([entry])
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results):
+            if not future.done():  # its request was given up
+                future.set_result(result)
