@@ -24,7 +24,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
                pool_size: int | None = None, clock: Clock = utcnow, require_spotify: bool = True) -> Flask:
     """`clock` is every "now" the app asks for (time.now()); tests pass the simulator's.
     `pool_size` is the most database connections this process opens; by default a web
-    process's share of the connection budget (WEB_THREADS + 1).
+    process's pool (WEB_THREADS + 1; README, Connection budget).
     `require_spotify=False` is for commands that never talk to Spotify (an import, adding a
     user): they must not refuse to start for want of a Spotify app."""
     settings = settings or load_settings(require_spotify=require_spotify)
@@ -90,15 +90,15 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.register_blueprint(healthz.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(api.bp)
-    api.install(app)  # submit-listens' fast path, in front of Flask
     if settings.trust_proxy:
         # Behind TRUST_PROXY proxies (Heroku's router, a TLS-terminating nginx): the client's
-        # address (per-address limits), scheme (HSTS, secure links) and host from their headers,
-        # for the fast path too (it sits inside).
+        # address (per-address limits), scheme (HSTS, secure links) and host from their headers.
+        # (The fast path in front reads the scheme the same way: security.https.)
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         n = settings.trust_proxy
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+    api.install(app)  # submit-listens' fast path, in front of Flask
     return app
 
 

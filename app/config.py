@@ -120,8 +120,9 @@ class Settings:
     # How long a sign-in lasts without signing in again (server-side, and the remember cookie).
     session_days: float = 30.0
     # The connection budget (README): a web process's request threads and a worker's jobs
-    # at once size their connection pools (app/db.py).
-    web_threads: int = 4
+    # at once size their connection pools (app/db.py). 3 threads: a web process's 3 + 1
+    # pooled connections and its listen writer's fit two processes and a worker in 20.
+    web_threads: int = 3
     worker_concurrency: int = 2
 
     @property
@@ -281,7 +282,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require_spotify: 
         stalled_after_s=_parse_number("WORKER_STALLED_AFTER_SECONDS", get("WORKER_STALLED_AFTER_SECONDS"), 60,
                                       minimum=1),
         session_days=_parse_number("SESSION_DAYS", get("SESSION_DAYS"), 30, minimum=0.01, maximum=366),
-        web_threads=int(_parse_number("WEB_THREADS", get("WEB_THREADS"), 4, minimum=1, maximum=256)),
+        web_threads=int(_parse_number("WEB_THREADS", get("WEB_THREADS"), 3, minimum=1, maximum=256)),
         worker_concurrency=int(_parse_number("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), 2, minimum=1,
                                              maximum=256)),
     )

@@ -39,6 +39,8 @@ POOL_WAIT_S = 30
 # connection limit) is tried again for this long, backing off, before it is an error.
 CONNECT_PATIENCE_S = 15
 QUEUE_POOL_SIZE = 2  # procrastinate's, in a worker; its LISTEN takes one more of its own
+CONNECT_TIMEOUT_S = 5  # short, to keep /healthz honest
+APPLICATION_NAME = "audiospective"
 
 
 def web_pool_size(threads: int) -> int:
@@ -46,6 +48,12 @@ def web_pool_size(threads: int) -> int:
     a rate-limit count on their own): with one more than the threads, some thread can
     always take its second, so a busy pool means a wait, never a deadlock."""
     return threads + 1
+
+
+def web_connections(threads: int) -> int:
+    """All a web process may open: its pool, and the connection of the listen API's
+    writer on the event loop (ingest.AsyncWriter)."""
+    return web_pool_size(threads) + 1
 
 
 def worker_pool_size(concurrency: int) -> int:
@@ -139,8 +147,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=POOL_WAIT_S,
-            # The short connect timeout keeps /healthz honest.
-            connect_args={"connect_timeout": 5, "application_name": "audiospective"},
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": APPLICATION_NAME},
         )
 
         @sa.event.listens_for(self.engine, "do_connect")

@@ -215,11 +215,8 @@ def run_all(*, demo: bool, port: int | None, host: str, simulator_port: int | No
                                                 "--state", str(settings.data_dir / "simulator-tokens.json")], env)
             if not _wait_http(f"{simulator_url}/", supervisor, stopping):
                 return _failed(supervisor, "the simulator did not start")
-        supervisor.start("web", [
-            sys.executable, "-m", "gunicorn", "wsgi:app",
-            "--bind", f"{host}:{port}", "--workers", str(web_workers), "--threads", str(settings.web_threads),
-            "--graceful-timeout", "10", "--access-logfile", "-", "--no-control-socket",
-        ], env)
+        supervisor.start("web", web_command(f"{host}:{port}", web_workers) + [
+            "--graceful-timeout", "10", "--access-logfile", "-"], env)
         supervisor.start("worker", me + ["worker"], env)
         if not _wait_http(f"http://127.0.0.1:{port}/healthz", supervisor, stopping):
             return _failed(supervisor, "the web server did not become healthy")
@@ -248,6 +245,14 @@ def run_all(*, demo: bool, port: int | None, host: str, simulator_port: int | No
         return 0
     finally:
         supervisor.stop()
+
+
+def web_command(bind: str, workers: int) -> list[str]:
+    """The web process as the Procfile starts it: gunicorn's `asgi` worker serving
+    wsgi.py's `asgi` (the listen API's fast path on the event loop, the rest of the app
+    in WEB_THREADS threads per process)."""
+    return [sys.executable, "-m", "gunicorn", "wsgi:asgi", "--worker-class", "asgi", "--bind", bind,
+            "--workers", str(workers), "--no-control-socket"]
 
 
 def _failed(supervisor: Supervisor, why: str) -> int:

@@ -103,6 +103,17 @@ def response_headers(csp: str, *, secure: bool) -> dict[str, str]:
     return headers
 
 
+def https(scheme: str, forwarded_proto: str | None, trusted_proxies: int) -> bool:
+    """Whether the client's request came over https: by the scheme the server saw, or,
+    behind TRUST_PROXY proxies, by what they say in X-Forwarded-Proto, read as werkzeug's
+    ProxyFix reads it for Flask (the value the farthest trusted proxy added)."""
+    if trusted_proxies and forwarded_proto:
+        values = forwarded_proto.split(",")
+        if len(values) >= trusted_proxies and values[-trusted_proxies].strip():
+            return values[-trusted_proxies].strip() == "https"
+    return scheme == "https"
+
+
 def token_authenticated(req) -> bool:
     """The ListenBrainz-compatible API (/1/): its clients send a token, never a cookie, so a
     page of another site cannot act with a visitor's session there; players that are web

@@ -3,7 +3,8 @@
     python -m bench.ingest [--clients 8] [--seconds 20] [--web-workers 2] [--users 8]
 
 A private Postgres (embedded, in a temporary directory), the Procfile's web server
-(gunicorn, `--web-workers` processes of 4 threads) and one `audiospective worker`, all
+(gunicorn's `asgi` worker, `--web-workers` processes, `--web-threads` threads each for
+what is not a small listen request) and one `audiospective worker`, all
 separate processes. `--clients` keep-alive connections (asyncio, in this process), each
 with a user's token (`--users` of them), send for `--seconds`:
 
@@ -45,7 +46,7 @@ from app.config import load_settings
 from app.embedded_pg import temporary_server
 from app.migrate import upgrade
 from app.models import User
-from app.runner import wait_for_200
+from app.runner import wait_for_200, web_command
 from app.time import utcnow
 from bench.dashboard import percentiles
 from bench.poll_throughput import start, stop
@@ -121,8 +122,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 def phase(url: str, tokens: list[str], args, batch: int, conn: psycopg.Connection) -> dict:
     plays_before = conn.execute("SELECT count(*) FROM plays").fetchone()[0]
     parts = urlsplit(url)
-    # Enough distinct bodies for the phase at twice the targets (2,000 requests/s, 20 batches/s), spread over the clients.
-    prepared = max(50, int((4000 if batch == 1 else 40) * args.seconds / args.clients))
+    # Enough distinct bodies for the phase at four times the targets (2,000 requests/s, 20 batches/s), spread
+    # over the clients: the server need not serve them evenly, and a client's repeated listens are no new plays.
+    prepared = max(50, int((8000 if batch == 1 else 80) * args.seconds / args.clients))
     clients = [Client(parts.hostname, parts.port, tokens[i % len(tokens)], i + (batch > 1) * args.clients, batch,
                       prepared) for i in range(args.clients)]
 
@@ -185,7 +187,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--web-threads", type=int, default=4, help="threads per web worker (WEB_THREADS)")
+    parser.add_argument("--web-threads", type=int, default=3, help="threads per web worker (WEB_THREADS)")
     parser.add_argument("--lastfm-rows", type=int, default=250_000, help="rows of the Last.fm CSV imported (0: none)")
     args = parser.parse_args()
 
@@ -209,8 +211,8 @@ def main() -> None:
             app.extensions["database"].dispose()
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            web = start([sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers",
-                         str(args.web_workers), "--threads", str(args.web_threads), "--no-control-socket"], env, tmp_path / "web.log")
+            web = start(web_command(f"127.0.0.1:{port}", args.web_workers),
+                        {**env, "WEB_THREADS": str(args.web_threads)}, tmp_path / "web.log")
             # 8 jobs at once, as measured since the benchmark began (the default is 2, for
             # the smallest Postgres plans): one merge job per token's user runs at a time.
             worker = start([sys.executable, "-m", "app", "worker", "--concurrency", "8"], env, tmp_path / "worker.log")

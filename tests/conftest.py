@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,10 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 import requests
+import uvicorn
 from cryptography.fernet import Fernet
 from werkzeug.serving import make_server
 
 from app import create_app, db
+from app.api.routes import asgi_app
 from app.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, ROOT, load_settings
 from app.embedded_pg import create_database, ensure_server
 from app.migrate import upgrade
@@ -131,9 +134,46 @@ class ServerThread:
         self.server.shutdown()
 
 
+class ASGIServerThread:
+    """An ASGI app served over real HTTP on 127.0.0.1 and a free port, by uvicorn on an
+    event loop of its own (the app's fast path and its writer live on that loop)."""
+
+    def __init__(self, asgi_app):
+        self.app = asgi_app
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(asgi_app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.server.started or not self.thread.is_alive(), timeout=30, interval=0.02,
+                 message="the ASGI server started")
+        assert self.server.started, "the ASGI server did not start"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.socket.close()
+
+
+def app_server(app) -> ASGIServerThread:
+    """The Flask app served as the web process serves it (api.routes.asgi_app)."""
+    return ASGIServerThread(asgi_app(app))
+
+
 @pytest.fixture
 def server(app):
-    """The test app served over real HTTP, for clients this project did not write."""
+    """The test app served over real HTTP, for clients this project did not write: as the
+    web process serves it (api.routes.asgi_app: the listen API's fast path on an event
+    loop, the rest of the app through a2wsgi's threads)."""
+    server = app_server(app)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wsgi_server(app):
+    """The test app in plain WSGI (`wsgi:app`), over real HTTP."""
     server = ServerThread(app)
     yield server
     server.stop()
@@ -357,8 +397,6 @@ def worker_alive(base_url: str) -> bool:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -206,7 +206,7 @@ def test_a_platform_generated_secret_is_accepted_as_the_encryption_key_and_old_k
 def test_pool_sizes_come_from_the_settings():
     settings = load_settings(deployed(WEB_THREADS="6", WORKER_CONCURRENCY="3"))
     assert (settings.web_threads, settings.worker_concurrency) == (6, 3)
-    assert load_settings(deployed()).web_threads == 4 and load_settings(deployed()).worker_concurrency == 2
+    assert load_settings(deployed()).web_threads == 3 and load_settings(deployed()).worker_concurrency == 2
     for name in ("WEB_THREADS", "WORKER_CONCURRENCY"):
         with pytest.raises(ConfigError, match=f"^{name} is malformed"):
             load_settings(deployed(**{name: "0"}))

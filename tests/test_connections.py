@@ -168,10 +168,10 @@ def test_a_connection_the_server_ended_is_replaced_not_handed_out(small_postgres
 
 
 def test_the_budget_formula():
-    assert db.web_pool_size(4) == 5
+    assert db.web_pool_size(3) == 4 and db.web_connections(3) == 5  # the pool, and the listen writer's
     assert db.worker_connections(2) == 8  # 2 x 2 + 1 pooled, 2 for the queue, its listener
     # The defaults on one web dyno (2 gunicorn processes) and one worker: 18, within 20.
-    assert 2 * db.web_pool_size(4) + db.worker_connections(2) == 18
+    assert 2 * db.web_connections(3) + db.worker_connections(2) == 18
 
 
 def test_a_server_gone_between_the_answer_and_the_end_of_the_request_costs_nothing(small_postgres):

@@ -161,9 +161,9 @@ def test_a_locked_install_on_a_20_connection_plan_serves_imports_polls_and_pages
 
 
 def budget() -> int:
-    """README's formula at the defaults: one web dyno of WEB_CONCURRENCY 2 x (WEB_THREADS 4 + 1)
+    """README's formula at the defaults: one web dyno of WEB_CONCURRENCY 2 x (WEB_THREADS 3 + 2)
     and one worker of 2 x WORKER_CONCURRENCY 2 + 4."""
-    return 2 * db.web_pool_size(4) + db.worker_connections(2)
+    return 2 * db.web_connections(3) + db.worker_connections(2)
 
 
 def polls(conn) -> int:
@@ -227,7 +227,7 @@ class Sampler:
                 memory = {"web": 0, "worker": 0}
                 for process in self.processes():
                     try:
-                        kind = "web" if "wsgi:app" in " ".join(process.cmdline()) else "worker"
+                        kind = "web" if "wsgi:asgi" in " ".join(process.cmdline()) else "worker"
                         memory[kind] += process.memory_info().rss
                     except psutil.Error:
                         continue

@@ -248,7 +248,7 @@ def test_the_procfile_processes_under_honcho_outlive_a_dead_web_worker_and_a_dat
 
         # A web worker process killed: gunicorn's master starts another; answers meanwhile.
         gunicorns = [p for p in psutil.Process(process.pid).children(recursive=True)
-                     if "wsgi:app" in " ".join(p.cmdline()) and p.name() not in ("sh", "dash", "bash")]
+                     if "wsgi:asgi" in " ".join(p.cmdline()) and p.name() not in ("sh", "dash", "bash")]
         master = next(p for p in gunicorns if p.parent().pid not in {g.pid for g in gunicorns})
         victim = master.children()[0]
         started = time.monotonic()

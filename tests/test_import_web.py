@@ -263,9 +263,9 @@ def raw_upload(url: str, cookie: str, token: str, body_chunks, *, chunked: bool,
 def test_an_upload_of_unknown_size_is_refused_before_it_is_read(app, simulator, database_url):
     """A chunked body names no size: werkzeug would spool it to disk up to the limit (512 MB)
     before refusing it. It is refused at once instead."""
-    from conftest import ServerThread
+    from conftest import app_server
 
-    server = ServerThread(app)
+    server = app_server(app)
     try:
         browser = requests.Session()
         authorize = browser.get(f"{server.url}/auth/login", allow_redirects=False, timeout=10).headers["Location"]
@@ -274,9 +274,9 @@ def test_an_upload_of_unknown_size_is_refused_before_it_is_read(app, simulator, 
         cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
         endless = (b"x" * 1024 * 1024 for _ in range(600))  # 600 MB, if anyone read it all
         status, sent = raw_upload(server.url, cookie, token, endless, chunked=True)
-        assert status == "HTTP/1.1 411 LENGTH REQUIRED" and sent < 50 * 1024 * 1024
+        assert status.split()[1] == "411" and sent < 50 * 1024 * 1024  # the reason phrase is the server's
         too_big = (b"x" * 1024 * 1024 for _ in range(600))
         status, sent = raw_upload(server.url, cookie, token, too_big, chunked=False, length=600 * 1024 * 1024)
-        assert status == "HTTP/1.1 413 REQUEST ENTITY TOO LARGE" and sent < 50 * 1024 * 1024
+        assert status.split()[1] == "413" and sent < 50 * 1024 * 1024
     finally:
         server.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ServerThread, http_sign_in
+from conftest import app_server, http_sign_in
 
 LONG_TRACK = "Ω" + "x" * 9_998 + "Ω"
 LONG_ALBUM = "A" * 2_000
@@ -16,7 +16,7 @@ LONG_ARTIST = "B" * 2_000
 @pytest.fixture
 def served(app, simulator, db_conn):
     """The app over HTTP, Riley signed in, with plays of a track whose names are absurdly long."""
-    server = ServerThread(app)
+    server = app_server(app)
     browser = http_sign_in(server.url)
     user_id = db_conn.execute("SELECT id FROM users").fetchone()[0]
     artist = db_conn.execute("INSERT INTO artists (name) VALUES (%s) RETURNING id", (LONG_ARTIST,)).fetchone()[0]

@@ -10,6 +10,7 @@ import json
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 
 import liblistenbrainz
 import pytest
@@ -114,7 +115,7 @@ def test_liblistenbrainz_submits_single_import_and_playing_now_and_reads_them_ba
 
 
 def _post(server, token, body, **kwargs):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body  # bytes, or chunks
     return requests.post(f"{server.url}/1/submit-listens", data=data, timeout=30,
                          headers={"Authorization": f"Token {token}", "Content-Type": "application/json",
                                   **kwargs.pop("headers", {})}, **kwargs)
@@ -442,13 +443,17 @@ def test_concurrent_single_listens_are_each_written_and_counted_once(app, db_con
     assert db_conn.execute("SELECT count(DISTINCT track_name), count(*) FROM listen_inbox").fetchone() == (40, 40)
 
 
-def test_single_listens_are_answered_before_flask_with_the_same_headers(app, db_conn, server, monkeypatch):
-    """The fast path (app/api/fastpath.py) answers a single listen without the Flask view;
-    its answers carry what the view's carry; and when it fails, the view answers."""
+@pytest.mark.parametrize("front", ["asgi", "wsgi"])
+def test_single_listens_are_answered_before_flask_with_the_same_headers(app, db_conn, front, request, monkeypatch):
+    """The fast path (app/api/fastpath.py), on the event loop as the Procfile's web
+    process runs it and in plain WSGI, answers a single listen without the Flask view; its
+    answers carry what the view's carry (a chunked body always goes to the view); and when
+    it fails, the view answers. On the event loop it takes import batches too."""
     import functools
 
     import psycopg
 
+    server = request.getfixturevalue("server" if front == "asgi" else "wsgi_server")
     sign_in(app.test_client(), "sim-acct-sam")
     token, _ = _token_for(app, "sim-acct-sam")
     view_calls = []
@@ -461,12 +466,17 @@ def test_single_listens_are_answered_before_flask_with_the_same_headers(app, db_
 
     monkeypatch.setitem(app.view_functions, "api.submit_listens", counted_view)
     batch = {"listen_type": "import", "payload": [_one(1_700_000_000 + n * 300) for n in range(200)]}
+
+    def chunked(body: dict) -> Iterator[bytes]:
+        data = json.dumps(body).encode()
+        return iter([data[:1000], data[1000:]])  # requests sends an iterator chunked
+
     for single, larger in ((_post(server, token, {"listen_type": "single", "payload": [_one(1_600_000_000)]}),
-                            _post(server, token, batch)),
+                            _post(server, token, chunked(batch))),
                            (_post(server, "not a token", {"listen_type": "single", "payload": [_one()]}),
-                            _post(server, "not a token", batch)),
+                            _post(server, "not a token", chunked(batch))),
                            (_post(server, token, {"listen_type": "single", "payload": []}),
-                            _post(server, token, {**batch, "listen_type": "many"}))):
+                            _post(server, token, chunked({**batch, "listen_type": "many"})))):
         assert single.status_code == larger.status_code, larger.text
         assert single.json()["code" if single.status_code != 200
                                                                            else "status"]
@@ -474,17 +484,26 @@ def test_single_listens_are_answered_before_flask_with_the_same_headers(app, db_
         assert set(single.headers) - ignore == set(larger.headers) - ignore, single.status_code
         assert {k: v for k, v in single.headers.items() if k.startswith(("Access-", "Content-Security", "X-Frame"))} \
             == {k: v for k, v in larger.headers.items() if k.startswith(("Access-", "Content-Security", "X-Frame"))}
-    assert len(view_calls) == 3  # the larger bodies only
+    assert len(view_calls) == 3  # the chunked bodies only
+    second_batch = {"listen_type": "import", "payload": [_one(1_710_000_000 + n * 300) for n in range(200)]}
+    assert _post(server, token, second_batch).status_code == 200
+    assert len(view_calls) == (3 if front == "asgi" else 4)  # a batch of declared length: by the view in WSGI
+    assert db_conn.execute("SELECT count(*) FROM listen_inbox").fetchone()[0] == 401
     assert _post(server, token, {"listen_type": "single", "payload": [_one()]},
                  headers={"X-Request-ID": "trace-1"}).headers["X-Request-ID"] == "trace-1"
 
     def unavailable(request):
         raise psycopg.OperationalError("the server closed the connection")
 
+    async def unavailable_async(request):
+        unavailable(request)
+
     monkeypatch.setattr(app.extensions["api.receiver"].writer, "submit", unavailable)
+    if front == "asgi":
+        monkeypatch.setattr(server.app.writer, "submit", unavailable_async)
     answer = _post(server, token, {"listen_type": "single", "payload": [_one(1_650_000_000)]})
     assert answer.status_code == 503 and answer.json()["code"] == 503 and answer.headers["Retry-After"]
-    assert len(view_calls) == 4
+    assert len(view_calls) == (4 if front == "asgi" else 5)
     assert db_conn.execute("SELECT count(*) FROM listen_inbox WHERE listened_at = 1650000000").fetchone()[0] == 0
 
 

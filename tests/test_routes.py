@@ -255,10 +255,10 @@ def test_hostile_names_are_escaped_on_every_page_fragment_and_share(app, world, 
 def test_hostile_names_run_nothing_and_break_no_policy_in_chromium(app, world, db_conn, browser):
     """The same pages in Chromium, as Sam: every page loaded with the fragments HTMX
     fetches; no dialog opens (the payloads call alert), no CSP violation is reported."""
-    from conftest import WATCH_CSP, ServerThread, http_sign_in
+    from conftest import WATCH_CSP, app_server, http_sign_in
 
     pages = [p for p in hostile_pages(app, world, db_conn)[0] if world["owner"].get(p).mimetype == "text/html"]
-    server = ServerThread(app)
+    server = app_server(app)
     session = http_sign_in(server.url, "sim-acct-sam")
     context = browser.new_context()
     context.add_cookies([{"name": c.name, "value": c.value, "url": server.url} for c in session.cookies])

@@ -13,14 +13,14 @@ import requests
 
 from app import create_app
 from app.config import load_settings
-from conftest import ServerThread, app_environ, callback_path, consent, http_sign_in, simulated_clock
+from conftest import app_server, app_environ, callback_path, consent, http_sign_in, simulated_clock
 
 DAY_MS = 86_400_000
 
 
 @pytest.fixture
 def base(app):
-    server = ServerThread(app)
+    server = app_server(app)
     yield server.url
     server.stop()
 
@@ -88,7 +88,7 @@ def test_settings_show_when_each_sign_in_was_last_seen(base, simulator, db_conn)
 def test_session_days_is_a_setting(database_url, simulator):
     settings = load_settings(app_environ(database_url, simulator.url, SESSION_DAYS="2"))
     app = create_app({"TESTING": True}, settings=settings, clock=simulated_clock(simulator))
-    server = ServerThread(app)
+    server = app_server(app)
     try:
         cookie = next(c for c in http_sign_in(server.url).cookies if c.name == "remember_token")
         assert 1.9 * 86_400 < cookie.expires - time.time() <= 2 * 86_400

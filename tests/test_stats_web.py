@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from app.archival.poll import Archivist, poll_user
-from conftest import ServerThread, add_users, csrf_token, freeze, http_sign_in, sign_in
+from conftest import app_server, add_users, csrf_token, freeze, http_sign_in, sign_in
 
 PANELS = ("totals", "top-tracks", "top-artists", "top-albums", "clock", "timeline", "discoveries", "habits", "genres",
           "podcasts")
@@ -229,7 +229,7 @@ def test_column_chart_skips_tick_labels_that_would_overlap():
     ("/track/99999999999999999999", 404),
 ])
 def test_hostile_input_gets_a_clear_answer_not_a_500(app, two_users, url, status):
-    server = ServerThread(app)  # over real HTTP, as a probe would send it
+    server = app_server(app)  # over real HTTP, as a probe would send it
     try:
         response = http_sign_in(server.url, "sim-acct-sam").get(f"{server.url}{url}", allow_redirects=False,
                                                                timeout=10)

@@ -70,8 +70,19 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A submit-listens request that passed what needs no database: its part in the
+    writer's next statement, and its body as parsed (or what is wrong with it)."""
+    request: ingest.Request
+    submission: submit.Submission | None
+    problem: str | None
+
+
+@dataclass(frozen=True)
 class Receiver:
-    """submit-listens for one app: its writer (one per process), database and clock."""
+    """submit-listens for one app: its writer (one per process), database and clock. The
+    steps are apart (start, the writer, finish, accept) so that the event loop's fast
+    path (fastpath.SubmitListensASGI) takes the same ones with a writer of its own."""
     writer: object  # GroupCommit[ingest.Request, ingest.Authorised]
     database: object
     clock: Clock
@@ -81,25 +92,41 @@ class Receiver:
         limit, then the body; nothing is written for a refused request. `small_body` is the
         body when it is at most READ_FIRST_BYTES (else None: `read_body()` reads it once the
         token is known to be good)."""
+        pending = self.start(token, small_body)
+        if isinstance(pending, Answer):
+            return pending
+        answer, unwritten = self.finish(pending, self.writer.submit(pending.request), read_body)
+        if unwritten is not None:
+            self.accept(*unwritten)
+        return answer
+
+    def start(self, token: str | None, small_body: bytes | None) -> Answer | Pending:
         if token is None:
             return Answer(401, error(401, "You need to provide an Authorization header."))
         submission = problem = None
         if small_body is not None:
             submission, problem = self._parse(small_body)
         listens = submission if submission is not None and submission.listen_type != submit.PLAYING_NOW else None
-        who = self.writer.submit(ingest.Request(token, listens))
+        return Pending(ingest.Request(token, listens), submission, problem)
+
+    def finish(self, pending: Pending, who: ingest.Authorised, read_body: Callable[[], bytes]
+               ) -> tuple[Answer, tuple[int, submit.Submission] | None]:
+        """The answer, once the writer has checked the token (and written what it could),
+        and what is left for accept() to write: (user id, submission) or None."""
+        submission, problem = pending.submission, pending.problem
         if who.user_id is None:
-            return Answer(401, error(401, "Invalid authorization token."), who.usage)
+            return Answer(401, error(401, "Invalid authorization token."), who.usage), None
         if who.usage.used > who.usage.limit:
-            return Answer(429, too_many(who.usage, self.clock()), who.usage)
+            return Answer(429, too_many(who.usage, self.clock()), who.usage), None
         if submission is None and problem is None:
             submission, problem = self._parse(read_body())
         if problem is not None:
-            return Answer(400, error(400, problem), who.usage)
-        if not who.written:
-            with self.database.connection(autocommit=True) as conn:
-                ingest.accept(conn, who.user_id, submission, now=self.clock())
-        return Answer(200, {"status": "ok"}, who.usage)
+            return Answer(400, error(400, problem), who.usage), None
+        return Answer(200, {"status": "ok"}, who.usage), None if who.written else (who.user_id, submission)
+
+    def accept(self, user_id: int, submission: submit.Submission) -> None:
+        with self.database.connection(autocommit=True) as conn:
+            ingest.accept(conn, user_id, submission, now=self.clock())
 
     def _parse(self, body: bytes) -> tuple[submit.Submission | None, str | None]:
         try:

@@ -3,7 +3,8 @@
 The request only writes the listens to `listen_inbox` and queues one merge job for the
 user (a queueing lock keeps it to one waiting job however many requests arrive), so a
 scrobbler's single listen costs at most one statement on one psycopg connection (token,
-rate limit and the listen together; requests arriving together share one, writer()),
+rate limit and the listen together; requests arriving together share one: writer() for
+threads, AsyncWriter on the web process's event loop),
 and a burst of them is merged in one set-based pass.
 The job merges a user's inbox the way an import is merged (imports/merge.py):
 tracks found by Spotify id, ISRC or names, the same play already archived (polled,
@@ -16,19 +17,20 @@ playing_now is kept apart, one row per user until it expires, and never becomes 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .. import queue
-from ..db import DATABASE_UNAVAILABLE
-from ..groupcommit import GroupCommit
+from ..db import APPLICATION_NAME, CONNECT_TIMEOUT_S, DATABASE_UNAVAILABLE
+from ..groupcommit import AsyncGroupCommit, GroupCommit
 from ..imports import clients
 from ..imports.merge import STAGE, Merged, merge
 from ..limits import Limit, Usage, count_sql, key
@@ -77,21 +79,50 @@ def authorise(conn: psycopg.Connection, requests: Sequence[Request], limit: Limi
     waiting; without, it does not wait for the disk (a lost count or last-used time errs
     on the client's side). Requests of one token are counted in the order given, as if
     they had come one by one."""
+    results, merging = _authorised(requests, limit, conn.execute(*_authorise_statement(requests, limit, now))
+                                   .fetchall())
+    queue_merges(conn, merging)
+    return results
+
+
+async def authorise_async(conn: psycopg.AsyncConnection, requests: Sequence[Request], limit: Limit, *,
+                          now: datetime, queue_merges_for: Callable[[list[int]], Awaitable[None]]
+                          ) -> list[Authorised]:
+    """authorise() on an asynchronous connection: the same statement, and the same
+    merges queued, by `queue_merges_for(users)` (a merge is queued by procrastinate, on a
+    connection of its own kind)."""
+    cursor = await conn.execute(*_authorise_statement(requests, limit, now))
+    results, merging = _authorised(requests, limit, await cursor.fetchall())
+    if merging:
+        await queue_merges_for(merging)
+    return results
+
+
+def _authorise_statement(requests: Sequence[Request], limit: Limit, now: datetime) -> tuple[str, dict]:
     listens = any(r.submission is not None for r in requests)
     digests = [digest(r.token) for r in requests]
-    rows = conn.execute(_AUTHORISE.format(durability="true" if listens else _NOT_DURABLE), {
+    return _AUTHORISE.format(durability="true" if listens else _NOT_DURABLE), {
         "requests": json.dumps([[d, key(limit, rate_subject(r.token, token_digest=d))]
                                 + ([_listen_rows(r.submission)] if r.submission is not None else [])
                                 for r, d in zip(requests, digests)], ensure_ascii=False),
-        "now": now, "touch_before": now - TOUCH_EVERY, "window": limit.window, "hits": limit.hits}).fetchall()
-    results, merging = [], set()
+        "now": now, "touch_before": now - TOUCH_EVERY, "window": limit.window, "hits": limit.hits}
+
+
+def _authorised(requests: Sequence[Request], limit: Limit, rows) -> tuple[list[Authorised], list[int]]:
+    """The statement's rows as each request's answer, and the users whose listens it wrote
+    with no merge waiting for them."""
+    results, merging = [], []
     for request, (user_id, window_start, hits, waiting) in zip(requests, rows, strict=True):
         written = request.submission is not None and user_id is not None and hits <= limit.hits
         results.append(Authorised(user_id, Usage(limit.hits, hits, window_start + limit.window), written))
         if written and not waiting and user_id not in merging:
-            _queue_merge(conn, user_id)
-            merging.add(user_id)
-    return results
+            merging.append(user_id)
+    return results, merging
+
+
+def queue_merges(conn: psycopg.Connection, users: Sequence[int]) -> None:
+    for user_id in users:
+        _queue_merge(conn, user_id)
 
 
 def accept(conn: psycopg.Connection, user_id: int, submission: Submission, *, now: datetime) -> None:
@@ -116,6 +147,40 @@ def writer(database, limit: Callable[[], Limit], clock) -> GroupCommit[Request, 
         with database.connection(autocommit=True) as conn:
             return authorise(conn, requests, limit(), now=clock())
     return GroupCommit(write, alone=lambda error: not isinstance(error, DATABASE_UNAVAILABLE))
+
+
+class AsyncWriter:
+    """writer() for the web process's event loop (fastpath.SubmitListensASGI): requests
+    gathered by an AsyncGroupCommit, on one asynchronous connection of its own, opened
+    when first needed and again after the database went away. The merges it queues go
+    through the pool, in a thread (procrastinate defers on a synchronous connection)."""
+
+    def __init__(self, database, limit: Callable[[], Limit], clock):
+        self._database, self._limit, self._clock = database, limit, clock
+        self._conn: psycopg.AsyncConnection | None = None
+        self._group = AsyncGroupCommit(self._write, alone=lambda error: not isinstance(error, DATABASE_UNAVAILABLE))
+
+    async def submit(self, request: Request) -> Authorised:
+        return await self._group.submit(request)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _write(self, requests: Sequence[Request]) -> list[Authorised]:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            await self.close()
+        if self._conn is None:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._database.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                application_name=APPLICATION_NAME)
+        return await authorise_async(self._conn, requests, self._limit(), now=self._clock(),
+                                     queue_merges_for=lambda users: asyncio.to_thread(self._queue_merges, users))
+
+    def _queue_merges(self, users: list[int]) -> None:
+        with self._database.connection(autocommit=True) as conn:
+            queue_merges(conn, users)
 
 
 # The listens of a submission into the inbox, as user {user} (from {source}). They travel
@@ -218,8 +283,7 @@ def queue_forgotten_merges(database, *, now: datetime) -> list[int]:
                                 WHERE queueing_lock = '{LOCK_PREFIX}' || i.user_id AND status IN ('todo', 'doing'))
              ORDER BY user_id
         """, {"before": now - FORGOTTEN_AFTER})]
-        for user_id in users:
-            _queue_merge(conn, user_id)
+        queue_merges(conn, users)
     if users:
         log.warning("listens of %s user(s) were waiting without a merge; merging them now", len(users))
     return users

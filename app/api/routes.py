@@ -10,7 +10,7 @@ from ..db import get_database, get_session
 from ..errors import API_PREFIX
 from ..limits import Limit, Limited, Usage, hit
 from ..models import User
-from ..security import content_security_policy, csrf, response_headers
+from ..security import content_security_policy, csrf, https, response_headers
 from ..time import now
 from . import fastpath, http, ingest, listens, tokens
 
@@ -80,13 +80,24 @@ def submit_listens():
 def install(app: Flask) -> None:
     """The web process's submit-listens: one Receiver, whose writer gathers the requests
     of all the process's threads (app/groupcommit.py), answering in the Flask view and in
-    the WSGI fast path in front of it."""
-    database, clock = get_database(app), app.extensions["clock"]
-    app.extensions["api.receiver"] = http.Receiver(ingest.writer(database, lambda: _limit(app), clock), database,
-                                                   clock)
-    csp = content_security_policy(app.config["SETTINGS"])
-    app.wsgi_app = fastpath.SubmitListens(app.wsgi_app, app.extensions["api.receiver"],
-                                          lambda secure: response_headers(csp, secure=secure))
+    the WSGI fast path in front of it; and the ASGI application for gunicorn's `asgi`
+    worker (asgi_app()), whose fast path has a writer of its own on the event loop."""
+    database, clock, settings = get_database(app), app.extensions["clock"], app.config["SETTINGS"]
+    receiver = app.extensions["api.receiver"] = http.Receiver(ingest.writer(database, lambda: _limit(app), clock),
+                                                              database, clock)
+    csp = content_security_policy(settings)
+    respond = fastpath.Responder(receiver, lambda scheme, forwarded_proto: response_headers(
+        csp, secure=https(scheme, forwarded_proto, settings.trust_proxy)))
+    flask_wsgi = app.wsgi_app
+    app.wsgi_app = fastpath.SubmitListens(flask_wsgi, receiver, respond)
+    app.extensions["api.asgi"] = lambda: fastpath.SubmitListensASGI(
+        flask_wsgi, receiver, ingest.AsyncWriter(database, lambda: _limit(app), clock), respond,
+        threads=settings.web_threads)
+
+
+def asgi_app(app: Flask) -> fastpath.SubmitListensASGI:
+    """The app as gunicorn's `asgi` worker serves it (the Procfile's web process)."""
+    return app.extensions["api.asgi"]()
 
 
 def receiver(app: Flask) -> http.Receiver:

@@ -1,0 +1,42 @@
+"""The web process as the Procfile runs it: gunicorn's `asgi` worker serving wsgi.py's
+`asgi` (api.routes.asgi_app), submit-listens on the event loop and the rest of the app
+in a2wsgi's threads. Over real HTTP, in the test process (uvicorn: the `server` fixture)."""
+
+from __future__ import annotations
+
+import shlex
+
+from app.runner import web_command
+from conftest import procfile, sign_in, wait_for
+from test_listens import _one, _post, _token_for
+
+
+def test_the_procfile_runs_the_web_process_as_audiospective_run_and_the_benchmark_do():
+    ours = web_command("0.0.0.0:${PORT:-5000}", "${WEB_CONCURRENCY:-2}")
+    assert ours[:3] == [ours[0], "-m", "gunicorn"] and "--threads" not in ours
+    assert shlex.split(procfile()["web"]) == ["gunicorn", *ours[3:], "--access-logfile", "-"]
+
+
+def test_the_event_loops_connection_lost_costs_no_listen_and_is_opened_again(app, db_conn, server):
+    """The fast path's own connection (ingest.AsyncWriter) killed by the server: the
+    request that meets it is answered by the Flask view instead, and the next ones are
+    written on a new connection."""
+    sign_in(app.test_client(), "sim-acct-sam")
+    token, _ = _token_for(app, "sim-acct-sam")
+    single = lambda ts: {"listen_type": "single", "payload": [_one(ts)]}  # noqa: E731
+
+    def writers() -> list[int]:
+        return [row[0] for row in db_conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND query LIKE '%%WITH request AS%%'")]
+
+    assert _post(server, token, single(1_600_000_000)).status_code == 200
+    first = writers()
+    assert len(first) == 1  # only the event loop's connection has written
+    db_conn.execute("SELECT pg_terminate_backend(%s)", first)
+    wait_for(lambda: not writers(), message="the connection gone")
+    for ts in (1_600_000_300, 1_600_000_600, 1_600_000_900):
+        answer = _post(server, token, single(ts))
+        assert answer.status_code == 200, answer.text
+    assert db_conn.execute("SELECT count(*) FROM listen_inbox").fetchone()[0] == 4
+    assert [pid for pid in writers() if pid not in first]  # a new one
