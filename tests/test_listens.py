@@ -507,6 +507,43 @@ def test_single_listens_are_answered_before_flask_with_the_same_headers(app, db_
     assert db_conn.execute("SELECT count(*) FROM listen_inbox WHERE listened_at = 1650000000").fetchone()[0] == 0
 
 
+def test_a_merge_cannot_start_between_the_look_for_it_and_the_commit_of_the_listens_it_must_take(
+        app, db_conn, database_url, simulator):
+    """A statement that finds a merge waiting (and so queues none) holds that job until it
+    commits: a worker taking it meanwhile (FOR UPDATE SKIP LOCKED, as procrastinate does)
+    passes it by, so the merge cannot read the inbox without the statement's listens and
+    leave them for the minute's sweep (seen in bench.ingest: a phase's drain took a minute)."""
+    import psycopg
+
+    from app.api import ingest, submit
+    from app.api.routes import _limit
+
+    freeze(simulator)
+    sign_in(app.test_client(), "sim-acct-sam")
+    token, _ = _token_for(app, "sim-acct-sam")
+    database, now = app.extensions["database"], app.extensions["clock"]()
+
+    def listen(ts: int) -> ingest.Request:
+        return ingest.Request(token, submit.parse(json.dumps({"listen_type": "single", "payload": [_one(ts)]}).encode(),
+                                                  now_s=int(now.timestamp())))
+
+    def take_merge(conn) -> list:
+        return conn.execute("SELECT id FROM procrastinate_jobs WHERE task_name LIKE '%%merge_listens' "
+                            "AND status = 'todo' FOR UPDATE SKIP LOCKED").fetchall()
+
+    with database.connection(autocommit=True) as conn:
+        assert ingest.authorise(conn, [listen(1_700_000_000)], _limit(app), now=now)[0].written  # queues the merge
+    with psycopg.connect(database_url) as statement, psycopg.connect(database_url) as worker:
+        assert ingest.authorise(statement, [listen(1_700_000_600)], _limit(app), now=now)[0].written
+        assert db_conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 1  # none more
+        assert take_merge(worker) == []  # held: the listens are not committed yet
+        worker.rollback()
+        statement.commit()
+        assert len(take_merge(worker)) == 1  # now the merge starts, and the inbox holds both
+        assert worker.execute("SELECT count(*) FROM listen_inbox").fetchone()[0] == 2
+        worker.rollback()
+
+
 def test_listens_left_without_a_merge_get_one(app, db_conn, simulator):
     """The listens' statement commits before their merge is queued: listens of a web
     process that died in between are found by the periodic sweep, and merged."""

@@ -191,9 +191,13 @@ _INBOX_INSERT = """
                               isrc, duration_ms, received_at)
     SELECT {user}, r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, r->>5, r->>6, (r->>7)::integer, %(now)s
       FROM {source}json_array_elements({listens}) r"""
-# Whether a merge job for the user is waiting already (it will take what this statement writes).
+# Whether a merge job for the user is waiting already, so that it will take what this
+# statement writes. Locked (FOR SHARE) until the statement commits: a worker takes a job
+# with FOR UPDATE SKIP LOCKED, so it cannot start this merge, read the inbox without
+# these listens and leave them for the minute's sweep; a job taken meanwhile is seen as
+# no longer waiting (the lock waits for its update), and the listens queue a merge.
 _MERGE_WAITING = (f"EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = '{LOCK_PREFIX}' || {{user}} "
-                  "AND status = 'todo')")
+                  "AND status = 'todo' FOR SHARE)")
 # A statement that writes nothing but counts is committed without waiting for the disk.
 _NOT_DURABLE = "set_config('synchronous_commit', 'off', true) IS NULL"
 # Each request a JSON list: [token digest, rate-limit key, (its listens)]. Its hits are the
@@ -219,7 +223,7 @@ _AUTHORISE = f"""
          WHERE ranked.hits <= %(hits)s AND ranked.listens IS NOT NULL
     ), added AS ({_INBOX_INSERT.format(user="a.user_id", source="allowed a, ", listens="a.listens")})
     SELECT token.user_id, ranked.window_start, ranked.hits,
-           token.user_id IS NOT NULL AND {_MERGE_WAITING.format(user="token.user_id")}
+           token.user_id IS NOT NULL AND ranked.listens IS NOT NULL AND {_MERGE_WAITING.format(user="token.user_id")}
       FROM ranked LEFT JOIN token USING (n) CROSS JOIN (SELECT {{durability}}) AS d(durable)
      ORDER BY ranked.n"""
 
