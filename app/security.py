@@ -23,6 +23,7 @@ from flask import Flask, Response, current_app, has_app_context, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask.requests import HtmxAwareRequest
+from werkzeug.http import parse_list_header
 
 from .config import Settings
 from .errors import API_PREFIX, problem
@@ -108,9 +109,9 @@ def https(scheme: str, forwarded_proto: str | None, trusted_proxies: int) -> boo
     behind TRUST_PROXY proxies, by what they say in X-Forwarded-Proto, read as werkzeug's
     ProxyFix reads it for Flask (the value the farthest trusted proxy added)."""
     if trusted_proxies and forwarded_proto:
-        values = forwarded_proto.split(",")
-        if len(values) >= trusted_proxies and values[-trusted_proxies].strip():
-            return values[-trusted_proxies].strip() == "https"
+        values = parse_list_header(forwarded_proto)
+        if len(values) >= trusted_proxies and values[-trusted_proxies]:
+            return values[-trusted_proxies] == "https"
     return scheme == "https"
 
 

@@ -165,3 +165,31 @@ def test_every_response_has_a_request_id_and_json_logs_carry_it(app, client, sim
     inside, outside = (json.loads(line) for line in lines)
     assert inside["request_id"] == "req-7" and inside["message"] == "something ünïcode happened"
     assert inside["level"] == "WARNING" and inside["ts"].endswith("Z") and "request_id" not in outside
+
+
+def test_the_fast_path_reads_the_scheme_behind_proxies_as_flask_does():
+    """security.https (the listen API's fast path, in front of ProxyFix) against werkzeug's
+    ProxyFix itself (what Flask sees), for proxies trusted and not, honest and forged."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from app.security import https
+
+    def flask_sees(scheme: str, forwarded: str | None, trusted: int) -> bool:
+        seen = {}
+
+        def inner(environ, start_response):
+            seen["scheme"] = environ["wsgi.url_scheme"]
+            return []
+        app = ProxyFix(inner, x_proto=trusted) if trusted else inner
+        environ = {"wsgi.url_scheme": scheme, "REMOTE_ADDR": "10.0.0.1"}
+        if forwarded is not None:
+            environ["HTTP_X_FORWARDED_PROTO"] = forwarded
+        app(environ, lambda *a: None)
+        return seen["scheme"] == "https"
+
+    cases = [(scheme, forwarded, trusted) for scheme in ("http", "https")
+             for forwarded in (None, "", "https", "http", "https, http", "http, https", " , https", "http,", "https,",
+                               '"https", http', "HTTPS")
+             for trusted in (0, 1, 2)]
+    assert [https(*case) for case in cases] == [flask_sees(*case) for case in cases]
+    assert https("http", "https", 1) and not https("http", "https", 0) and not https("https", "http", 1)
