@@ -4,7 +4,12 @@ in a2wsgi's threads. Over real HTTP, in the test process (uvicorn: the `server` 
 
 from __future__ import annotations
 
+import json
 import shlex
+
+import pytest
+import requests
+from flask import g, request
 
 from app.runner import web_command
 from conftest import procfile, sign_in, wait_for
@@ -40,3 +45,36 @@ def test_the_event_loops_connection_lost_costs_no_listen_and_is_opened_again(app
         assert answer.status_code == 200, answer.text
     assert db_conn.execute("SELECT count(*) FROM listen_inbox").fetchone()[0] == 4
     assert [pid for pid in writers() if pid not in first]  # a new one
+
+
+@pytest.fixture
+def marked_app(app):
+    """The app noting any request that finds an earlier request's `g`."""
+    app.config["INHERITED"] = []
+
+    @app.before_request
+    def mark():
+        if "marker" in g:
+            app.config["INHERITED"].append((request.path, g.marker))
+        g.marker = request.path
+    return app
+
+
+def test_a_request_never_finds_an_earlier_ones_flask_context(marked_app, server):
+    """Each request through a2wsgi gets an app context (a `g`, a database session) of its
+    own. A body large enough to pause the connection's reading, read by Flask, used to
+    leave Flask's context on the connection (its reading resumed from the request's
+    thread), and the connection's next request inherited it: two requests, one session."""
+    sign_in(marked_app.test_client(), "sim-acct-sam")
+    token, _ = _token_for(marked_app, "sim-acct-sam")
+    with requests.Session() as http:
+        for n in range(5):
+            batch = {"listen_type": "import", "payload": [
+                _one(1_600_000_000 + 1000 * n + i, release_name="r" * 150) for i in range(1000)]}
+            data = json.dumps(batch).encode()
+            chunks = iter([data[i:i + 65536] for i in range(0, len(data), 65536)])  # chunked: to Flask
+            answer = http.post(f"{server.url}/1/submit-listens", data=chunks, timeout=30,
+                               headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+            assert answer.status_code == 200, answer.text
+            assert http.get(f"{server.url}/1/validate-token", params={"token": token}, timeout=30).json()["valid"]
+    assert marked_app.config["INHERITED"] == []
