@@ -78,3 +78,34 @@ def test_a_request_never_finds_an_earlier_ones_flask_context(marked_app, server)
             assert answer.status_code == 200, answer.text
             assert http.get(f"{server.url}/1/validate-token", params={"token": token}, timeout=30).json()["valid"]
     assert marked_app.config["INHERITED"] == []
+
+
+def test_the_fast_path_runs_outside_any_flask_context(marked_app, server, monkeypatch):
+    """What the fast path does (and logs) after a Flask request on the same connection is
+    not in that request's context: its log lines would carry another request's id and user."""
+    from flask import has_request_context
+
+    sign_in(marked_app.test_client(), "sim-acct-sam")
+    token, _ = _token_for(marked_app, "sim-acct-sam")
+    from app.api import submit
+
+    seen = []
+    parse = submit.parse
+
+    def noted(raw, **kwargs):
+        if len(raw) < 1000:  # the single listens (the fast path's), not the batches (Flask's)
+            seen.append(has_request_context())
+        return parse(raw, **kwargs)
+    monkeypatch.setattr(submit, "parse", noted)
+    with requests.Session() as http:
+        for n in range(5):
+            batch = {"listen_type": "import", "payload": [
+                _one(1_600_000_000 + 1000 * n + i, release_name="r" * 150) for i in range(1000)]}
+            data = json.dumps(batch).encode()
+            chunks = iter([data[i:i + 65536] for i in range(0, len(data), 65536)])  # chunked: to Flask
+            assert http.post(f"{server.url}/1/submit-listens", data=chunks, timeout=30, headers={
+                "Authorization": f"Token {token}", "Content-Type": "application/json"}).status_code == 200
+            assert http.post(f"{server.url}/1/submit-listens", data=json.dumps({
+                "listen_type": "single", "payload": [_one(1_700_000_000 + n)]}), timeout=30, headers={
+                "Authorization": f"Token {token}", "Content-Type": "application/json"}).status_code == 200
+    assert seen == [False] * 5

@@ -127,6 +127,13 @@ class SubmitListensASGI:
             return await self._lifespan(receive, send)
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             return await self.flask(scope, receive, send)
+        # In a context of its own: the server's task may carry one that a2wsgi's thread left
+        # on the connection (see _for_flask), and this request's logs, and the threads it
+        # starts, must not be stamped with another request's id and user.
+        return await asyncio.get_running_loop().create_task(self._submit_listens(scope, receive, send),
+                                                            context=contextvars.Context())
+
+    async def _submit_listens(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
         headers = {name: value.decode("latin-1") for name, value in scope["headers"]
                    if name in (b"content-length", b"transfer-encoding", b"authorization", b"x-request-id",
                                b"x-forwarded-proto")}
