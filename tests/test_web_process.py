@@ -47,6 +47,18 @@ def test_the_event_loops_connection_lost_costs_no_listen_and_is_opened_again(app
     assert [pid for pid in writers() if pid not in first]  # a new one
 
 
+def _batch_through_flask(http: requests.Session, server, token: str, n: int) -> None:
+    """A batch of ~200 KB (over the 64 KB that pause a connection's reading), sent chunked
+    so that the Flask view answers it, on the session's connection."""
+    batch = {"listen_type": "import", "payload": [
+        _one(1_600_000_000 + 1000 * n + i, release_name="r" * 150) for i in range(1000)]}
+    data = json.dumps(batch).encode()
+    chunks = iter([data[i:i + 65536] for i in range(0, len(data), 65536)])
+    answer = http.post(f"{server.url}/1/submit-listens", data=chunks, timeout=30,
+                       headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+
+
 @pytest.fixture
 def marked_app(app):
     """The app noting any request that finds an earlier request's `g`."""
@@ -69,13 +81,7 @@ def test_a_request_never_finds_an_earlier_ones_flask_context(marked_app, server)
     token, _ = _token_for(marked_app, "sim-acct-sam")
     with requests.Session() as http:
         for n in range(5):
-            batch = {"listen_type": "import", "payload": [
-                _one(1_600_000_000 + 1000 * n + i, release_name="r" * 150) for i in range(1000)]}
-            data = json.dumps(batch).encode()
-            chunks = iter([data[i:i + 65536] for i in range(0, len(data), 65536)])  # chunked: to Flask
-            answer = http.post(f"{server.url}/1/submit-listens", data=chunks, timeout=30,
-                               headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
-            assert answer.status_code == 200, answer.text
+            _batch_through_flask(http, server, token, n)
             assert http.get(f"{server.url}/1/validate-token", params={"token": token}, timeout=30).json()["valid"]
     assert marked_app.config["INHERITED"] == []
 
@@ -99,12 +105,7 @@ def test_the_fast_path_runs_outside_any_flask_context(marked_app, server, monkey
     monkeypatch.setattr(submit, "parse", noted)
     with requests.Session() as http:
         for n in range(5):
-            batch = {"listen_type": "import", "payload": [
-                _one(1_600_000_000 + 1000 * n + i, release_name="r" * 150) for i in range(1000)]}
-            data = json.dumps(batch).encode()
-            chunks = iter([data[i:i + 65536] for i in range(0, len(data), 65536)])  # chunked: to Flask
-            assert http.post(f"{server.url}/1/submit-listens", data=chunks, timeout=30, headers={
-                "Authorization": f"Token {token}", "Content-Type": "application/json"}).status_code == 200
+            _batch_through_flask(http, server, token, n)
             assert http.post(f"{server.url}/1/submit-listens", data=json.dumps({
                 "listen_type": "single", "payload": [_one(1_700_000_000 + n)]}), timeout=30, headers={
                 "Authorization": f"Token {token}", "Content-Type": "application/json"}).status_code == 200

@@ -140,13 +140,19 @@ def accept(conn: psycopg.Connection, user_id: int, submission: Submission, *, no
         _queue_merge(conn, user_id)
 
 
+def _one_requests_doing(error: BaseException) -> bool:
+    """Whether a failed statement may be one request's doing (written again one by one),
+    not the database not answering (which concerns them all)."""
+    return not isinstance(error, DATABASE_UNAVAILABLE)
+
+
 def writer(database, limit: Callable[[], Limit], clock) -> GroupCommit[Request, Authorised]:
     """authorise() for the requests of a whole web process, gathered (app/groupcommit.py):
     under load, a statement and a durable commit for several requests instead of each."""
     def write(requests: Sequence[Request]) -> list[Authorised]:
         with database.connection(autocommit=True) as conn:
             return authorise(conn, requests, limit(), now=clock())
-    return GroupCommit(write, alone=lambda error: not isinstance(error, DATABASE_UNAVAILABLE))
+    return GroupCommit(write, alone=_one_requests_doing)
 
 
 class AsyncWriter:
@@ -158,7 +164,7 @@ class AsyncWriter:
     def __init__(self, database, limit: Callable[[], Limit], clock):
         self._database, self._limit, self._clock = database, limit, clock
         self._conn: psycopg.AsyncConnection | None = None
-        self._group = AsyncGroupCommit(self._write, alone=lambda error: not isinstance(error, DATABASE_UNAVAILABLE))
+        self._group = AsyncGroupCommit(self._write, alone=_one_requests_doing)
 
     async def submit(self, request: Request) -> Authorised:
         return await self._group.submit(request)
