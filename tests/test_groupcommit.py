@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -116,6 +117,14 @@ def test_nothing_that_goes_wrong_while_writing_leaves_the_next_requests_waiting(
 # --- AsyncGroupCommit: the same rules on one event loop ---------------------------------------
 
 
+def run_async(coroutine):
+    """asyncio.run() in a thread of its own: in a test process that has used the browser,
+    the session's Playwright (its sync API) keeps an event loop running in the main
+    thread, where asyncio.run() refuses to start."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result(timeout=120)
+
+
 class AsyncRecorder:
     """Recorder's coroutine form: a write that records its batches, and can be held."""
 
@@ -161,7 +170,7 @@ def test_async_a_request_alone_is_written_in_a_batch_of_its_own():
         group = AsyncGroupCommit(write)
         assert await group.submit(1) == 10 and await group.submit(2) == 20
         return write.batches
-    assert asyncio.run(run()) == [[1], [2]]
+    assert run_async(run()) == [[1], [2]]
 
 
 def test_async_requests_arriving_during_a_write_go_together_capped_and_each_gets_its_own_result():
@@ -171,8 +180,8 @@ def test_async_requests_arriving_during_a_write_go_together_capped_and_each_gets
         results, errors = await async_behind_a_write(group, write, range(1, 6))
         assert results == {n: n * 10 for n in range(6)} and errors == {} and group.queued == 0
         return write.batches
-    assert asyncio.run(run(64)) == [[0], [1, 2, 3, 4, 5]]
-    assert asyncio.run(run(2)) == [[0], [1, 2], [3, 4], [5]]
+    assert run_async(run(64)) == [[0], [1, 2, 3, 4, 5]]
+    assert run_async(run(2)) == [[0], [1, 2], [3, 4], [5]]
 
 
 def test_async_a_failing_request_fails_alone_and_an_error_of_the_whole_batch_reaches_all_of_it():
@@ -183,12 +192,12 @@ def test_async_a_failing_request_fails_alone_and_an_error_of_the_whole_batch_rea
         assert await group.submit(4) == 40  # the next batch is written as usual
         return results, errors, write.batches
 
-    results, errors, batches = asyncio.run(run(lambda error: True))
+    results, errors, batches = run_async(run(lambda error: True))
     assert results == {0: 0, 1: 10, 2: 20} and errors == {3: "cannot write 3"}
     assert batches == [[0], [1, 2, 3], [1], [2], [3], [4]]
 
     for whole_batch in (lambda error: False, lambda error: 1 / 0):  # the database not answering; a broken predicate
-        results, errors, batches = asyncio.run(run(whole_batch))
+        results, errors, batches = run_async(run(whole_batch))
         assert results == {0: 0} and errors == {n: "cannot write 3" for n in (1, 2, 3)}
         assert batches == [[0], [1, 2, 3], [4]]
 
@@ -214,7 +223,7 @@ def test_async_a_request_given_up_during_its_write_takes_nothing_with_it():
         assert await stays == 20 and await group.submit(3) == 30
         assert gone.cancelled()
         return write.batches
-    assert asyncio.run(run()) == [[1], [2], [3]]
+    assert run_async(run()) == [[1], [2], [3]]
 
 
 def test_async_requests_waiting_when_the_writer_is_stopped_hear_of_it_and_the_next_one_is_written():
@@ -226,4 +235,4 @@ def test_async_requests_waiting_when_the_writer_is_stopped_hear_of_it_and_the_ne
                 await task
         write.release.set()
         assert await group.submit(3) == 30 and group.queued == 0
-    asyncio.run(run())
+    run_async(run())
