@@ -157,7 +157,10 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_finishes(app, s
         report["skipped"].values()) == 150_000
     assert report["already_in_archive"] == 0  # a clean restart, not a half-merged one
     assert db_conn.execute("SELECT count(*) FROM plays").fetchone()[0] == report["imported"] > 100_000
-    assert db_conn.execute("SELECT count(*) FROM import_chunks").fetchone()[0] == 0
+    # The stored upload is deleted just after "done" is written (run_import's last step):
+    # waited on, not read at once (a busy machine saw the moment between the two).
+    wait_for(lambda: db_conn.execute("SELECT count(*) FROM import_chunks").fetchone()[0] == 0,
+             message="the stored upload deleted")
 
 
 def peak_rss_mb(pid: int) -> float:
